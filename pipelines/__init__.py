@@ -1,0 +1,1 @@
+"""The runnable jobs (ingest, mix, segment, videoqa, shard, build, demo) and the `pixelrefer` CLI."""

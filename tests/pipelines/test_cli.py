@@ -1,0 +1,80 @@
+"""The CLI skeleton: verbs, version, exit codes, and `validate`'s per-reason summary."""
+
+import json
+import subprocess
+import sys
+
+from pipelines.cli import COMMANDS, PLANNED, main
+from schemas import REASONS
+from tests.factories import image_sample, video_sample
+from tests.schemas.test_validate import broken_samples
+
+VERBS = ["sources", "ingest", "mix", "segment", "videoqa", "shard", "build", "train", "inspect", "report",
+         "stats", "validate", "demo-data", "demo"]
+
+
+def test_help_lists_every_verb_of_the_design():
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for verb in VERBS:
+        assert f"    {verb}" in out, verb
+    assert sorted(VERBS) == sorted([*COMMANDS, *PLANNED])
+
+
+def test_version(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    assert capsys.readouterr().out == "pixelrefer 0.1.0\n"
+
+
+def test_planned_verbs_say_so_and_exit_2(capsys):
+    for verb, (issue, _) in PLANNED.items():
+        assert main([verb]) == 2
+        assert capsys.readouterr().err == f"pixelrefer {verb}: not available yet (tracked in issue #{issue}).\n"
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_validate_counts_each_reason_and_exits_1(tmp_path, capsys):
+    cases = broken_samples()
+    records = [image_sample().model_dump(mode="json"), *cases.values(), video_sample().model_dump(mode="json")]
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(path, records)
+    with path.open("a") as f:
+        f.write("{not json\n")
+    rejects = tmp_path / "rejects.jsonl"
+    assert main(["validate", str(path), "--rejects", str(rejects)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    counts = {line.split()[0]: int(line.split()[1]) for line in out if line and not line.startswith((" ", str(path)))}
+    assert counts == {**{reason: 1 for reason in REASONS}, "schema_error": 2}
+    assert out[-1] == f"{path}: {len(records) + 1} records, 2 valid, {len(REASONS) + 1} rejected"
+    assert "e.g. mixed.jsonl:8: region 0 frame 0: RLE size [20, 60] vs media [40, 60]" in "\n".join(out)
+    rows = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["locator"] for r in rows][:2] == ["mixed.jsonl:2", "mixed.jsonl:3"]
+    assert rows[-1] == {"reason": "schema_error", "locator": f"mixed.jsonl:{len(records) + 1}",
+                        "detail": "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"}
+
+
+def test_validate_clean_jsonl_and_parquet_exit_0(tmp_path, capsys):
+    from schemas.arrow import write_parquet
+
+    write_jsonl(tmp_path / "ok.jsonl", [image_sample().model_dump(mode="json"), video_sample().model_dump(mode="json")])
+    write_parquet([image_sample(), video_sample()], tmp_path / "ok.parquet")
+    assert main(["validate", str(tmp_path / "ok.jsonl")]) == 0
+    assert main(["validate", str(tmp_path / "ok.parquet")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{tmp_path / 'ok.jsonl'}: 2 records, 2 valid, 0 rejected",
+                   f"{tmp_path / 'ok.parquet'}: 2 records, 2 valid, 0 rejected"]
+
+
+def test_validate_missing_or_wrong_file_exits_2(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.jsonl")]) == 2
+    (tmp_path / "x.csv").write_text("a")
+    assert main(["validate", str(tmp_path / "x.csv")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"pixelrefer validate: no such file: {tmp_path / 'nope.jsonl'}",
+        f"pixelrefer validate: {tmp_path / 'x.csv'}: expected a .jsonl or .parquet file of samples",
+    ]

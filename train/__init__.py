@@ -1,0 +1,1 @@
+"""The bundled PixelRefer trainer: config, model, shard loader, optimiser, distribution, checkpoints."""
