@@ -1,0 +1,89 @@
+"""The workspace layout of a build (DESIGN.md section 4) and its atomic, resumable part writer.
+
+    <out>/unified/<source>/part-NNNNN.parquet    samples (schemas.arrow.SAMPLE_SCHEMA)
+    <out>/unified/<source>/part-NNNNN.done       completion marker (JSON counts), written last
+    <out>/unified/<source>/source.json           {source, root, adapter_version}: media paths resolve against root
+    <out>/rejects/<source>.jsonl                 {reason, locator, detail}
+    <out>/stats/<source>.json                    counts read/written/rejected by reason, timings
+    <out>/mix/<recipe>/<stage>.parquet           chosen samples: columns id, source, part, row
+    <out>/videoqa/...                            engine outputs, request cache, failed_requests.jsonl
+    <out>/shards/<recipe>/<stage>/NNNNNN.tar     WebDataset shards + NNNNNN_stats.json + index.json
+
+Every stage writes a unit to a temporary name, renames it, then writes its marker; a unit whose
+marker exists is complete and is skipped on rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from schemas import Sample
+from schemas.arrow import from_row, write_parquet
+
+MIX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("part", pa.string()), ("row", pa.int64())])
+
+
+def unified_dir(out: Path, source: str) -> Path:
+    return out / "unified" / source
+
+
+def part_path(out: Path, source: str, index: int) -> Path:
+    return unified_dir(out, source) / f"part-{index:05d}.parquet"
+
+
+def marker_path(data_path: Path) -> Path:
+    """The completion marker of a part or shard: same stem, `.done` suffix."""
+    return data_path.with_suffix(".done")
+
+
+def is_complete(data_path: Path) -> bool:
+    return marker_path(data_path).is_file() and data_path.is_file()
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Deterministic JSON (sorted keys, indent 1), written to a temp name and renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_part(path: Path, samples: Iterable[Sample], marker: dict[str, Any]) -> None:
+    """Write a Parquet part atomically, then its marker (so a crash never leaves a 'complete' half part)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    write_parquet(samples, tmp)
+    os.replace(tmp, path)
+    write_json_atomic(marker_path(path), marker)
+
+
+def source_root(out: Path, source: str) -> Path:
+    """The native root that `source`'s media paths are relative to (recorded by ingest)."""
+    info = unified_dir(out, source) / "source.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"{info} is missing: run `pixelrefer ingest --source {source}` first")
+    return Path(json.loads(info.read_text(encoding="utf-8"))["root"])
+
+
+def iter_mixed_samples(out: Path, mix_file: Path) -> Iterator[tuple[Sample, Path]]:
+    """The samples a mix file chose, in its order, each with its source's media root."""
+    table = pq.read_table(mix_file)
+    parts: dict[str, list[dict]] = {}
+    roots: dict[str, Path] = {}
+    for row in table.to_pylist():
+        part = row["part"]
+        if part not in parts:
+            parts[part] = pq.read_table(out / part).to_pylist()
+        if row["source"] not in roots:
+            roots[row["source"]] = source_root(out, row["source"])
+        sample = from_row(parts[part][row["row"]])
+        if sample.id != row["id"]:
+            raise ValueError(f"{mix_file}: row {row['row']} of {part} is {sample.id}, expected {row['id']}")
+        yield sample, roots[row["source"]]
