@@ -1,0 +1,90 @@
+"""inspect draws regions where their masks are; report summarises the build from its own files."""
+
+import json
+
+import numpy as np
+from PIL import Image
+from pipelines.cli import main
+from pipelines.render import MASK_ALPHA, colour, media_frame_loader, render_sample
+from pipelines.workspace import part_path, write_json_atomic, write_part
+from schemas import Media, Region, RegionFrame, Turn, masks
+from sources.fixtures import draw, rect_mask, write_image
+from tests.factories import image_sample, video_sample
+
+W, H = 120, 80
+RECT = (10, 20, 50, 60)
+
+
+def two_region_sample():
+    m = masks.encode(rect_mask(W, H, RECT))
+    return image_sample(
+        media=Media(kind="image", path="val2017/000000000042.png", width=W, height=H),
+        regions=[
+            Region(label="car", prompt="mask", mask_origin="annotation", frames=[RegionFrame(frame=0, mask=m)]),
+            Region(label="sign", prompt="box", frames=[RegionFrame(frame=0, box=(70.0, 10.0, 110.0, 40.0))]),
+        ],
+        conversation=[Turn(role="user", text="Is <obj0> below <obj1>?"), Turn(role="assistant", text="Yes.")],
+    )
+
+
+def make_build(tmp_path):
+    root, out = tmp_path / "native", tmp_path / "out"
+    write_image(root / "val2017/000000000042.png", W, H, [RECT])
+    sample = two_region_sample()
+    write_part(part_path(out, "lvis", 0), [sample], {"written": 1})
+    write_json_atomic(out / "unified/lvis/source.json", {"source": "lvis", "root": str(root), "adapter_version": "1"})
+    (out / "rejects").mkdir(parents=True)
+    (out / "rejects/lvis.jsonl").write_text(
+        json.dumps({"reason": "image_missing", "locator": "lvis_v1_val.json:images[id=7]", "detail": "no image"}) + "\n")
+    return root, out, sample
+
+
+def test_masks_are_blended_at_their_pixels_and_nowhere_else(tmp_path):
+    root, _, sample = make_build(tmp_path)
+    picture = render_sample(sample, media_frame_loader(root), frame_height=H)
+    pixels = np.asarray(picture)
+    base = draw(W, H, [RECT]).astype(np.float32)
+    inside = (base[40, 30] * (1 - MASK_ALPHA) + np.array(colour(0)) * MASK_ALPHA).round()
+    np.testing.assert_array_equal(pixels[40, 30], inside)
+    np.testing.assert_array_equal(pixels[70, 5], base[70, 5])  # background untouched
+    np.testing.assert_array_equal(pixels[25, 70], colour(1))  # the box outline, left edge
+    assert picture.width > W  # the conversation panel sits beside the frame
+
+
+def test_inspect_cli_writes_identical_pngs(tmp_path, capsys):
+    _, out, sample = make_build(tmp_path)
+    assert main(["inspect", str(out), "--id", sample.id]) == 0
+    png = out / "inspect" / f"{sample.key}.png"
+    assert capsys.readouterr().out.splitlines() == [str(png)]
+    first = png.read_bytes()
+    assert main(["inspect", str(out), "--source", "lvis"]) == 0
+    assert png.read_bytes() == first
+    assert main(["inspect", str(out), "--id", "lvis/val2017/nope"]) == 2
+    assert capsys.readouterr().err.endswith("no sample with id 'lvis/val2017/nope'\n")
+
+
+def test_video_frames_are_drawn_as_a_strip(tmp_path):
+    sample = video_sample()
+    root = tmp_path / "mevis"
+    for i, path in enumerate(sample.media.frames):
+        write_image(root / path, 32, 32, seed=i)
+    picture = render_sample(sample, media_frame_loader(root), frame_height=32, panel_width=100)
+    assert picture.size == (3 * 32 + 2 * 4 + 100, max(32, picture.height))
+    pixels = np.asarray(picture)
+    frames = [np.asarray(Image.open(root / path)) for path in sample.media.frames]  # JPEG-decoded
+    np.testing.assert_array_equal(pixels[24, 36 + 20], colour(1))  # frame 1 tile: region 1's box outline
+    np.testing.assert_array_equal(pixels[28, 36 + 10], frames[1][28, 10])  # frame 1 background
+    np.testing.assert_array_equal(pixels[28, 72 + 10], frames[2][28, 10])  # frame 2 background
+
+
+def test_report_holds_counts_rejects_licences_and_gallery(tmp_path):
+    _, out, sample = make_build(tmp_path)
+    assert main(["report", str(out)]) == 0
+    page = (out / "report" / "index.html").read_text()
+    for heading in ["Samples per source and task", "Licences", "Rejects by reason", "Distributions", "Gallery"]:
+        assert f"<h2>{heading}</h2>" in page
+    assert "<tr><td>lvis</td><td>recognition</td><td>1</td></tr>" in page
+    assert "<tr><td>lvis</td><td>image_missing</td><td>1</td><td>lvis_v1_val.json:images[id=7]</td></tr>" in page
+    assert "<tr><td>CC-BY-4.0</td><td>lvis</td><td></td></tr>" in page
+    assert page.count('src="data:image/png;base64,') == 1
+    assert "region area in pixels (first frame, log scale) (n=2)" in page
