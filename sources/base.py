@@ -63,5 +63,5 @@ def resolve_inside(root: Path, relative: str, locator: str = "") -> Path:
     root = root.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise Reject("path_escapes_root", f"path {relative!r} resolves outside {root}", locator)
+        raise Reject("path_escapes_root", f"path {relative!r} resolves outside the source root", locator)
     return path

@@ -19,7 +19,17 @@ from importlib.metadata import entry_points
 from sources.base import Adapter
 
 # name -> "module:Class"; imported on first use so listing stays cheap.
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "lvis": "sources.lvis:LvisAdapter",
+    "paco": "sources.paco:PacoAdapter",
+    "refcoco": "sources.refcoco:RefcocoAdapter",
+    "vg": "sources.vg:VgAdapter",
+    "osprey": "sources.osprey:OspreyAdapter",
+    "mdvp": "sources.mdvp:MdvpAdapter",
+    "mevis": "sources.mevis:MevisAdapter",
+    "videorefer": "sources.videorefer:VideoReferAdapter",
+    "dam": "sources.dam:DamAdapter",
+}
 
 ENTRY_POINT_GROUP = "pixelrefer.sources"
 

@@ -104,6 +104,10 @@ def test_size_mismatch_and_bad_counts_raise():
         masks.to_rle({"size": [4, 4], "counts": [5, 10]}, 4, 4)
     with pytest.raises(masks.MaskError, match="invalid character"):
         masks.to_rle({"size": [4, 4], "counts": "zz"}, 4, 4)
+    with pytest.raises(masks.MaskError, match="non-ASCII character 'é'"):
+        masks.to_rle({"size": [4, 4], "counts": "0é"}, 4, 4)
+    with pytest.raises(masks.MaskError, match="end in the middle of a number"):
+        masks.to_rle({"size": [4, 4], "counts": "0P"}, 4, 4)
     with pytest.raises(masks.MaskError, match="not a polygon list or RLE dict"):
         masks.to_rle("nope", 4, 4)
 
@@ -114,7 +118,7 @@ def test_run_lengths_match_pycocotools_on_random_masks():
         h, w = (int(v) for v in rng.integers(1, 40, 2))
         m = (rng.random((h, w)) < rng.random()).astype(np.uint8)
         rle = masks.encode(m)
-        uncompressed = cocomask.frPyObjects({"size": [h, w], "counts": masks.run_lengths(rle["counts"])}, h, w)
+        uncompressed = cocomask.frPyObjects({"size": [h, w], "counts": masks.run_lengths(rle["counts"]).tolist()}, h, w)
         assert uncompressed["counts"].decode() == rle["counts"]
         np.testing.assert_array_equal(masks.decode(rle), m.astype(bool))
 

@@ -1,0 +1,355 @@
+"""VideoRefer-700K (`DAMO-NLP-SG/VideoRefer-700K`) and PixelRefer-format video JSON -> samples.
+
+Expected tree under `--root` (videos resolve against the root, as `video` in the JSON says):
+
+    videorefer-detailed-caption-125k.json   -> subset detailed-caption, task video_caption
+    videorefer-short-caption-500k.json      -> subset short-caption,    task phrase_caption
+    videorefer-qa-75k.json                  -> subset qa,               task video_qa
+    <other>.json | <other>.jsonl            -> subset <stem>; task by name: *detailed* video_caption,
+                                               *short* phrase_caption, else video_qa
+    <video paths>                           an .mp4 (read with PyAV) or a folder of frame images
+
+Two record dialects give identical samples for the same content:
+  * 700K `annotation`: `[{"<frame>": {"segmentation": rle|polygon|null}}, ...]`, `video` a string;
+  * PixelRefer / VideoRefer-VideoLLaMA3 `masks`: `[{"<frame>": rle|polygon}, ...]`, `video` a
+    one-element list (a file or frame folder) or a list of frame files (+ optional `timestamps`).
+One entry per object, in the order the `<region>` placeholders appear across the turns; an intro
+`<objectN><region>` binds the name `<objectN>` to that region. Frame keys are 0-based indices
+into the decoded video (or the sorted frame folder); null or empty masks and missing frames mean
+"absent on that frame" and are left out. The PixelRefer quirk of one `<region>` per (object,
+frame) is not accepted: the count must equal the number of objects.
+
+Streaming: the detailed file is 5.6 GB. `units()` makes one pass over each file
+(`sources.jsonarray.spans`, or lines for JSONL) recording the byte range of every ~`UNIT_BYTES`
+of records; `convert()` seeks to its range and parses only those records, so memory is bounded by
+a unit, not the file, and the total work is two reads of each file. Annotation licence Apache-2.0; each video keeps the terms of its origin
+(Panda-70M for captions; MeViS, A2D-Sentences, YouTube-VOS for QA).
+
+    pixelrefer ingest --source videorefer --root /data/VideoRefer-700K --out build/
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import textwrap
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+
+from schemas import Provenance, Reject, Sample, make_id, masks, validate
+from schemas.placeholders import obj
+from sources import fixtures, jsonarray
+from sources.base import Adapter, Outcome, Unit, resolve_inside
+from sources.common import image_size, native_turns
+
+# file name -> (subset, task) of the released files.
+RELEASE_FILES = {
+    "videorefer-detailed-caption-125k.json": ("detailed-caption", "video_caption"),
+    "videorefer-short-caption-500k.json": ("short-caption", "phrase_caption"),
+    "videorefer-qa-75k.json": ("qa", "video_qa"),
+}
+# first keyword found in an other file's name -> task (else video_qa).
+TASK_KEYWORDS = {"detailed": "video_caption", "short": "phrase_caption"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+FRAME_FOLDER_FPS = 3.0  # what PixelRefer's loader assumes for any frame folder (pixelrefer_official.md 2a)
+UNIT_BYTES = 16 << 20  # ~350 detailed-caption records; bounds a worker's memory
+_PLACEHOLDER = re.compile(r"(?:<object(\d+)>\s*)?\[?<region>\]?|<object(\d+)>")
+
+
+def file_role(name: str) -> tuple[str, str]:
+    """(subset, task) of an annotation file by its name."""
+    if name in RELEASE_FILES:
+        return RELEASE_FILES[name]
+    task = next((t for k, t in TASK_KEYWORDS.items() if k in name), "video_qa")
+    return re.sub(r"[^A-Za-z0-9_:-]", "_", Path(name).stem), task
+
+
+def line_spans(path: Path, target_bytes: int) -> list[dict]:
+    """Consecutive lines of a JSONL file grouped into byte spans of about `target_bytes`."""
+    out, span, pos = [], {"start": 0, "first": 0, "count": 0}, 0
+    with open(path, "rb") as f:
+        for index, line in enumerate(f):
+            pos += len(line)
+            span["count"] += 1
+            if pos - span["start"] >= target_bytes:
+                out.append({**span, "end": pos})
+                span = {"start": pos, "first": index + 1, "count": 0}
+    if span["count"]:
+        out.append({**span, "end": pos})
+    return out
+
+
+@functools.lru_cache(maxsize=1024)
+def probe_video(path: Path) -> tuple[int, int, int | None, float | None]:
+    """(width, height, frame count or None, fps or None) of a video file, from its header."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate) if stream.average_rate else None
+        return stream.codec_context.width, stream.codec_context.height, stream.frames or None, rate
+
+
+class _RegionOrder:
+    """Native text -> canonical: the k-th `<region>` across the turns is `<obj{k}>`.
+
+    `<objectN><region>` (or `<objectN> [<region>]`) also binds the name `<objectN>`, so later
+    mentions of `<objectN>` become the same `<obj{k}>`; a name never bound is rejected.
+    """
+
+    def __init__(self, objects: int, locator: str):
+        self.objects, self.seen, self.names, self.locator = objects, 0, {}, locator
+
+    def __call__(self, text: str) -> str:
+        return _PLACEHOLDER.sub(self._replace, text)
+
+    def _replace(self, m: re.Match) -> str:
+        intro, mention = m.group(1), m.group(2)
+        if mention is not None:
+            if mention not in self.names:
+                raise Reject("placeholder_unbound", f"<object{mention}> has no <object{mention}><region> before it", self.locator)
+            return obj(self.names[mention])
+        self.seen += 1
+        if intro is not None:
+            self.names[intro] = self.seen - 1
+        return obj(self.seen - 1)
+
+    def check_count(self) -> None:
+        if self.seen != self.objects:
+            raise Reject("placeholder_count_mismatch", f"{self.seen} <region> placeholders for {self.objects} objects", self.locator)
+
+
+class VideoReferAdapter(Adapter):
+    name = "videorefer"
+    version = "1"
+    license = "Apache-2.0 (annotations); videos keep the terms of their origin"
+    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree in the docstring above
+
+    def units(self, root: Path) -> list[Unit]:
+        files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file()) if root.is_dir() else []
+        if not files:
+            raise FileNotFoundError(f"{root}: no *.json/*.jsonl annotation files (expected e.g. {', '.join(RELEASE_FILES)})")
+        units = []
+        for path in files:
+            planned = line_spans(path, UNIT_BYTES) if path.suffix == ".jsonl" else jsonarray.spans(path, UNIT_BYTES)
+            for span in planned:
+                spec = {"file": path.name, **{k: span[k] for k in ("start", "end", "first", "count")}}
+                units.append(Unit(self.name, f"{path.name}:{span['first']:010d}", spec))
+        return units
+
+    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
+        file = unit.spec["file"]
+        subset, task = file_role(file)
+        for index, record in self._records(root / file, unit.spec):
+            yield record if isinstance(record, Reject) else outcome(self.to_sample, root, record, file, subset, task, index)
+
+    @staticmethod
+    def _records(path: Path, spec: dict) -> Iterator[tuple[int, Any]]:
+        """(index, record) of one unit; a JSONL line that does not parse comes as a Reject."""
+        if path.suffix != ".jsonl":
+            yield from enumerate(jsonarray.read_span(path, spec), start=spec["first"])
+            return
+        with open(path, "rb") as f:
+            f.seek(spec["start"])
+            for index in range(spec["first"], spec["first"] + spec["count"]):
+                line = f.readline()
+                if line.strip():  # a blank line is no record
+                    try:
+                        yield index, json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                        yield index, Reject("bad_json", f"line {index + 1}: {err}", f"{path.name}[{index}]")
+
+    def to_sample(self, root: Path, record: Any, file: str, subset: str, task: str, index: int) -> Sample:
+        """One native record (either dialect) -> a validated sample."""
+        locator = f"{file}[{index}]"
+        if not isinstance(record, dict) or "video" not in record:
+            raise Reject("not_video_record", "a record must be an object with a `video` path (image records are not read here)", locator)
+        objects = record["annotation"] if "annotation" in record else record.get("masks")
+        if not isinstance(objects, list) or not objects:
+            raise Reject("no_masks", "no `annotation` or `masks` list of objects", locator)
+        turns = record.get("conversations")
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise Reject("bad_turn", "`conversations` must be a list of {from, value} objects", locator)
+        media = self._media(root, record, locator)
+        order = _RegionOrder(len(objects), locator)
+        conversation = native_turns(turns, order, locator)
+        order.check_count()
+        regions = [self._region(entry, media["height"], media["width"], f"{locator} object {i}") for i, entry in enumerate(objects)]
+        sample = dict(
+            id=make_id(self.name, subset, record.get("id", index)), source=self.name, subset=subset, split="train",
+            license=self.license, task=task, media=media, regions=regions, conversation=conversation,
+            meta={k: record[k] for k in ("ratio", "frame_idx") if k in record},
+            provenance=Provenance(file=file, locator=locator, adapter=self.name, adapter_version=self.version),
+        )
+        return validate(sample, locator)
+
+    @staticmethod
+    def _media(root: Path, record: dict, locator: str) -> dict:
+        """The media dict of `video`: a file, a frame folder, or a list of frame files."""
+        video = record["video"]
+        if isinstance(video, list) and len(video) == 1:
+            video = video[0]
+        if isinstance(video, list) and video and all(isinstance(v, str) for v in video):
+            for frame in video:
+                if not resolve_inside(root, frame, locator).is_file():
+                    raise Reject("video_missing", f"no frame file at {frame}", locator)
+            width, height = image_size(root, video[0], locator)
+            return dict(kind="video", path=str(Path(video[0]).parent), frames=video, timestamps=record.get("timestamps") or [], width=width, height=height)
+        if not isinstance(video, str):
+            raise Reject("bad_video", f"`video` must be a path or a list of paths, got {str(video)[:80]}", locator)
+        path = resolve_inside(root, video, locator)
+        if path.is_dir():
+            frames = sorted(f"{video.rstrip('/')}/{p.name}" for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not frames:
+                raise Reject("video_empty", f"frame folder {video} holds no images", locator)
+            width, height = image_size(root, frames[0], locator)
+            return dict(kind="video", path=video.rstrip("/"), frames=frames, fps=FRAME_FOLDER_FPS, width=width, height=height)
+        if not path.is_file():
+            raise Reject("video_missing", f"no video file or frame folder at {video}", locator)
+        try:
+            width, height, count, fps = probe_video(path)
+        except (av.FFmpegError, IndexError) as err:
+            raise Reject("video_unreadable", f"{video}: {err}", locator) from None
+        return dict(kind="video", path=video, num_frames=count, fps=fps, width=width, height=height)
+
+    @staticmethod
+    def _region(entry: Any, height: int, width: int, where: str) -> dict:
+        """One object's `{frame: mask}` dict -> a mask region over the frames where it is present."""
+        if isinstance(entry, list) and len(entry) == 1:
+            entry = entry[0]  # the ytb_vos QA records wrap the frame dict in a list
+        if not isinstance(entry, dict):
+            raise Reject("bad_annotation", f"expected a {{frame: mask}} dict, got {str(entry)[:80]}", where)
+        present: dict[int, Any] = {}
+        for key, value in entry.items():
+            frame = int(key) if re.fullmatch(r"[0-9]+", str(key)) else None
+            if frame is None or frame in present:
+                raise Reject("bad_frame_key", f"frame key {key!r} is not a distinct non-negative integer", where)
+            present[frame] = value.get("segmentation") if isinstance(value, dict) and "segmentation" in value else value
+        return mask_region(sorted(present.items()), height, width, where)
+
+    def write_fixture(self, root: Path) -> None:
+        write_fixture(root)
+
+
+def outcome(build: Callable[..., Any], *args: Any) -> Any:
+    """`build(*args)`, or the Reject it raised: a record's outcome either way (also used by MeViS and DAM)."""
+    try:
+        return build(*args)
+    except Reject as reject:
+        return reject
+
+
+def mask_region(frames: Iterable[tuple[int, Any]], height: int, width: int, where: str) -> dict:
+    """A mask region from `(frame, native mask)` pairs sorted by frame (also used by MeViS and DAM).
+
+    A null, `[]` or all-zero mask means "absent on that frame" and is left out; an object
+    absent everywhere is an `object_without_masks` reject.
+    """
+    kept = []
+    for frame, segmentation in frames:
+        if segmentation is None or segmentation == []:
+            continue
+        rle = frame_mask(segmentation, height, width, f"{where} frame {frame}")
+        if masks.area(rle):
+            kept.append(dict(frame=frame, mask=rle, box=masks.bbox(rle)))
+    if not kept:
+        raise Reject("object_without_masks", "the object has no mask on any frame", where)
+    return dict(prompt="mask", mask_origin="annotation", frames=kept)
+
+
+def frame_mask(segmentation: Any, height: int, width: int, where: str) -> dict:
+    """Any native mask -> compressed RLE of the frame size, or a mask_size_mismatch / bad_mask reject."""
+    if isinstance(segmentation, dict) and isinstance(segmentation.get("size"), list):
+        if [int(v) for v in segmentation["size"]] != [height, width]:
+            raise Reject("mask_size_mismatch", f"RLE size {segmentation['size']} vs frame {[height, width]}", where)
+    try:
+        return masks.to_rle(segmentation, height, width)
+    except (ValueError, TypeError) as err:
+        raise Reject("bad_mask", str(err), where) from None
+
+
+
+# ---- fixture: two 3-frame 32x24 clips (a frame folder and an mp4), one moving block each ----
+
+FIXTURE_SIZE = (32, 24)
+
+
+def fixture_rect(frame: int) -> fixtures.Rect:
+    """Where the block is on `frame` of both fixture clips."""
+    return (4 + 6 * frame, 6, 12 + 6 * frame, 14)
+
+
+def _fixture_rle(frame: int) -> dict:
+    return masks.encode(fixtures.rect_mask(*FIXTURE_SIZE, fixture_rect(frame)))
+
+
+def _write_mp4(path: Path) -> None:
+    """A 3-frame mpeg4 clip at 3 fps, byte-identical across runs (bitexact, one thread)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = FIXTURE_SIZE
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("mpeg4", rate=3)
+        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(fixtures.draw(width, height, [fixture_rect(i)], seed=i), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _turns(question: str, answer: str) -> list[dict]:
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+def write_fixture(root: Path) -> None:
+    """The three release files (annotation dialect) plus masks-dialect files, with the traps."""
+    width, height = FIXTURE_SIZE
+    for i in range(3):
+        fixtures.write_image(root / f"videos/clip_a/{i:05d}.jpg", width, height, [fixture_rect(i)], seed=i)
+    _write_mp4(root / "videos/clip_b.mp4")
+    ring = fixtures.rect_polygon(fixture_rect(1))
+    detailed = [
+        {"id": "det_0", "video": "videos/clip_b.mp4", "ratio": 0.67,
+         "conversations": _turns("<video>\nPlease give a detailed description of <region> in the video.",
+                                 "A red block slides to the right."),
+         # string keys out of order and a null segmentation (absent on frame 1)
+         "annotation": [{"2": {"segmentation": _fixture_rle(2)}, "0": {"segmentation": _fixture_rle(0)},
+                         "1": {"segmentation": None}}]},
+        {"id": "det_1", "video": "videos/clip_b.mp4",
+         "conversations": _turns("<video>\nDescribe <region>.", "Nothing."),
+         "annotation": [{"0": {"segmentation": None}}]},  # trap: no frame at all
+    ]
+    short = [
+        {"id": "short_0", "video": "videos/clip_a",
+         "conversations": _turns("Give a short caption of <region>.\n<video>", "a sliding red block"),  # <video> at the end
+         "annotation": [{"1": {"segmentation": [ring]}}]},
+    ]
+    qa = [
+        {"id": "qa_0", "video": "videos/clip_a",
+         "conversations": _turns("<video>\nThere are <object0><region> and <object1><region> in the video.\n"
+                                 "Is <object0> left of <object1>?", "Yes, <object0> is left of <object1>."),
+         "annotation": [{"0": {"segmentation": _fixture_rle(0)}}, {"2": {"segmentation": _fixture_rle(2)}}]},
+        {"id": "qa_1", "video": "videos/clip_a",  # trap: two <region> for one object
+         "conversations": _turns("<video>\nDo <region> and <region> touch?", "No."),
+         "annotation": [{"0": {"segmentation": _fixture_rle(0)}}]},
+        {"id": "qa_2", "video": "/videos/clip_b.mp4",  # trap: an absolute path
+         "conversations": _turns("<video>\nWhat is <region>?", "A block."),
+         "annotation": [{"0": {"segmentation": _fixture_rle(0)}}]},
+    ]
+    # det_0 again in the PixelRefer `masks` dialect: 1-element video list, bare RLEs, frame 1 missing.
+    masks_detailed = [
+        {"id": "det_0", "video": ["videos/clip_b.mp4"], "ratio": 0.67,
+         "conversations": _turns("Please give a detailed description of <region> in the video.\n<video>",
+                                 "A red block slides to the right."),
+         "masks": [{"0": _fixture_rle(0), "2": _fixture_rle(2)}]},
+    ]
+    frames = [f"videos/clip_a/{i:05d}.jpg" for i in range(3)]
+    fixtures.write_json(root / "videorefer-detailed-caption-125k.json", detailed)
+    fixtures.write_json(root / "videorefer-short-caption-500k.json", short)
+    fixtures.write_json(root / "videorefer-qa-75k.json", qa)
+    fixtures.write_json(root / "pixelrefer-detailed-caption.json", masks_detailed)
+    jsonl = [json.dumps({"id": "pr_0", "video": frames, "timestamps": [0.0, 0.5, 1.0],
+                         "conversations": _turns("<video>\nWhat does <region> do?", "It slides."),
+                         "masks": [{"1": _fixture_rle(1)}]}), "{not json"]
+    (root / "pixelrefer-qa.jsonl").write_text("\n".join(jsonl) + "\n", encoding="utf-8")
