@@ -1,10 +1,13 @@
 """The workspace layout of a build (DESIGN.md section 4) and its atomic, resumable part writer.
 
     <out>/unified/<source>/part-NNNNN.parquet    samples (schemas.arrow.SAMPLE_SCHEMA)
+    <out>/unified/<source>/part-NNNNN.rejects.jsonl  the part's rejects, written before the part
     <out>/unified/<source>/part-NNNNN.done       completion marker (JSON counts), written last
     <out>/unified/<source>/source.json           {source, root, adapter_version}: media paths resolve against root
     <out>/rejects/<source>.jsonl                 {reason, locator, detail}
     <out>/stats/<source>.json                    counts read/written/rejected by reason, timings
+    <out>/stats/summary.json                     `pixelrefer stats`: per source and task
+    <out>/stats/mix-<recipe>.json                requested/available/selected per entry, duplicates removed
     <out>/mix/<recipe>/<stage>.parquet           chosen samples: columns id, source, part, row
     <out>/videoqa/...                            engine outputs, request cache, failed_requests.jsonl
     <out>/shards/<recipe>/<stage>/NNNNNN.tar     WebDataset shards + NNNNNN_stats.json + index.json
@@ -25,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas import Sample
-from schemas.arrow import from_row, write_parquet
+from schemas.arrow import SAMPLE_SCHEMA, from_row, write_parquet
 
 MIX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("part", pa.string()), ("row", pa.int64())])
 
@@ -72,18 +75,41 @@ def source_root(out: Path, source: str) -> Path:
     return Path(json.loads(info.read_text(encoding="utf-8"))["root"])
 
 
-def iter_mixed_samples(out: Path, mix_file: Path) -> Iterator[tuple[Sample, Path]]:
-    """The samples a mix file chose, in its order, each with its source's media root."""
-    table = pq.read_table(mix_file)
-    parts: dict[str, list[dict]] = {}
-    roots: dict[str, Path] = {}
-    for row in table.to_pylist():
-        part = row["part"]
-        if part not in parts:
-            parts[part] = pq.read_table(out / part).to_pylist()
-        if row["source"] not in roots:
-            roots[row["source"]] = source_root(out, row["source"])
-        sample = from_row(parts[part][row["row"]])
-        if sample.id != row["id"]:
-            raise ValueError(f"{mix_file}: row {row['row']} of {part} is {sample.id}, expected {row['id']}")
-        yield sample, roots[row["source"]]
+def complete_parts(out: Path, source: str) -> list[Path]:
+    """The complete parts of an ingested source, in part order."""
+    return [p for p in sorted(unified_dir(out, source).glob("part-*.parquet")) if is_complete(p)]
+
+
+def ingested_sources(out: Path) -> list[str]:
+    """Sources with a `source.json` under `<out>/unified`, sorted."""
+    return sorted(p.parent.name for p in (out / "unified").glob("*/source.json"))
+
+
+def iter_mixed_samples(out: Path, mix_file: Path, block_rows: int = 16384) -> Iterator[tuple[Sample, Path]]:
+    """The samples a mix file chose, in its order, each with its source's media root.
+
+    A mix is in shuffled order, so rows are fetched a block at a time: each part a block needs
+    is read once and only its chosen rows are kept. Memory is one block of samples plus one
+    part, whatever the size of the mix; each part is read once per block that uses it.
+    """
+    mix = pq.read_table(mix_file, schema=MIX_SCHEMA).to_pylist()
+    roots = {source: source_root(out, source) for source in sorted({m["source"] for m in mix})}
+    for start in range(0, len(mix), block_rows):
+        block = mix[start : start + block_rows]
+        by_part: dict[str, set[int]] = {}
+        for m in block:
+            by_part.setdefault(m["part"], set()).add(m["row"])
+        rows = {}
+        for part in sorted(by_part):
+            wanted = sorted(by_part[part])
+            table = pq.read_table(out / part, schema=SAMPLE_SCHEMA)
+            if wanted[-1] >= table.num_rows:
+                raise ValueError(f"{mix_file} names row {wanted[-1]} of {part}, which has {table.num_rows} rows; "
+                                 "the unified data changed after mixing: rerun `pixelrefer mix`")
+            rows.update(((part, i), r) for i, r in zip(wanted, table.take(wanted).to_pylist()))
+        for m in block:
+            sample = from_row(rows[(m["part"], m["row"])])
+            if sample.id != m["id"]:
+                raise ValueError(f"{mix_file}: row {m['row']} of {m['part']} is {sample.id}, expected {m['id']}; "
+                                 "the unified data changed after mixing: rerun `pixelrefer mix`")
+            yield sample, roots[m["source"]]

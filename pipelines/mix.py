@@ -1,0 +1,259 @@
+"""`pixelrefer mix`: pick each stage's samples from the unified dataset by a recipe, deterministically.
+
+    pixelrefer mix --recipe demo --out build                  # a bundled recipe (pipelines/recipes/)
+    pixelrefer mix --recipe my.yaml --out build --allow-missing
+    pixelrefer mix --recipe pixelrefer-2.2m --out build --dry-run
+
+Per entry, the candidates are the complete parts' samples of its source that match its subsets,
+tasks and filters. Each candidate is ranked by a keyed hash of (seed, stage, entry, id), so the
+same seed picks the same ids in the same order however the data was ingested; an entry takes
+its `count` (or `fraction`) of the best-ranked. A stage is written as
+`mix/<recipe>/<stage>.parquet` (columns id, source, part, row), ordered by the hash of
+(seed, stage, id), and `stats/mix-<recipe>.json` says per entry what was requested, available,
+removed as duplicate and selected.
+
+Exact dedup within a stage: a candidate whose media content, regions (masks, boxes, points)
+and conversation equal those of a sample already selected in the stage (PACO-LVIS vs LVIS, say)
+is dropped and counted. Regions and text are compared by a digest of the row; the media bytes
+are hashed only for candidates whose digest matches, so images are read only for suspected
+duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import sys
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from pipelines import workspace
+from schemas import Reject
+from schemas.arrow import canonical_json
+from schemas.recipe import Entry, Filters, Recipe, Stage
+from sources import registry
+from sources.media import read_media_bytes
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+_COLUMNS = ["id", "subset", "split", "task", "media", "regions", "conversation"]
+
+
+class MixError(Exception):
+    """A recipe that cannot be mixed as asked: the message names the entry and the fix."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    source: str
+    part: str  # relative to the workspace
+    row: int
+    digest: str  # regions + conversation + media geometry, without the media bytes
+
+
+def load_recipe(spec: str) -> Recipe:
+    """A recipe by path, or by the name of a bundled one (`demo`, `pixelrefer-2.2m`)."""
+    path = Path(spec)
+    if not path.is_file():
+        path = RECIPES_DIR / f"{spec.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        bundled = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+        raise MixError(f"no recipe file {spec!r} and no bundled recipe of that name (bundled: {bundled})")
+    try:
+        return Recipe.from_yaml(path)
+    except ValidationError as err:
+        raise MixError(f"{path}: {err}") from None
+
+
+def rank(*key: Any) -> bytes:
+    return hashlib.blake2b("\x1f".join(map(str, key)).encode(), digest_size=16).digest()
+
+
+def _keep(row: dict[str, Any], entry: Entry) -> bool:
+    f: Filters = entry.filters
+    prompts = {r["prompt"] for r in row["regions"]}
+    return ((entry.subsets is None or any(fnmatchcase(row["subset"], pattern) for pattern in entry.subsets))
+            and (entry.tasks is None or row["task"] in entry.tasks)
+            and (f.splits is None or row["split"] in f.splits)
+            and (f.media_kind is None or row["media"]["kind"] == f.media_kind)
+            and (f.prompts is None or prompts <= set(f.prompts))
+            and (f.max_regions is None or len(row["regions"]) <= f.max_regions))
+
+
+def _digest(row: dict[str, Any]) -> str:
+    media = row["media"]
+    regions = [{k: r[k] for k in ("prompt", "frames")} for r in row["regions"]]
+    key = [media["kind"], media["width"], media["height"], len(media["frames"]), regions, row["conversation"]]
+    return hashlib.sha1(canonical_json(key).encode()).hexdigest()
+
+
+def candidates(out: Path, entry: Entry) -> list[Candidate]:
+    """The entry's candidates in part/row order."""
+    found = []
+    for path in workspace.complete_parts(out, entry.source):
+        part = str(path.relative_to(out))
+        for i, row in enumerate(pq.read_table(path, columns=_COLUMNS).to_pylist()):
+            if _keep(row, entry):
+                found.append(Candidate(row["id"], entry.source, part, i, _digest(row)))
+    return found
+
+
+class ContentHasher:
+    """sha1 of a candidate's media bytes (every frame for frame folders), cached per file.
+
+    Called only for candidates whose digest matches a selected sample's, so it re-reads the
+    media column of their part (a few parts cached) instead of every candidate carrying its
+    frame list.
+    """
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.files: dict[tuple[str, str], str] = {}
+        self.media = functools.lru_cache(maxsize=8)(self._media_column)
+
+    def __call__(self, c: Candidate) -> str:
+        media = self.media(c.part)[c.row]
+        paths = media["frames"] or [media["path"]]
+        return hashlib.sha1("".join(self._file(c.source, p) for p in paths).encode()).hexdigest()
+
+    def _media_column(self, part: str) -> list[dict[str, Any]]:
+        return pq.read_table(self.out / part, columns=["media"])["media"].to_pylist()
+
+    def _file(self, source: str, relative: str) -> str:
+        key = (source, relative)
+        if key not in self.files:
+            try:
+                data = read_media_bytes(workspace.source_root(self.out, source), relative)
+            except (FileNotFoundError, Reject) as err:
+                raise MixError(f"cannot compare media for dedup: {err}; restore the file or re-ingest {source}") from None
+            self.files[key] = hashlib.sha1(data).hexdigest()
+        return self.files[key]
+
+
+def entry_status(entry: Entry, ingested: set[str]) -> str:
+    if not entry.supported:
+        return "not-yet-supported"
+    if entry.source not in registry.available():
+        return "no-adapter"
+    return "covered" if entry.source in ingested else "not-ingested"
+
+
+def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher) -> tuple[list[Candidate], list[dict]]:
+    """The stage's selection in output order, and one report row per entry."""
+    selected: list[Candidate] = []
+    by_digest: dict[str, list[Candidate]] = {}
+    report = []
+    for entry in stage.entries:
+        status = entry_status(entry, ingested)
+        row: dict[str, Any] = {"name": entry.name, "source": entry.source, "status": status,
+                               "count": entry.count, "fraction": entry.fraction}
+        report.append(row)
+        if status != "covered":
+            row.update(requested=entry.count, available=None, duplicates=0, selected=0)
+            continue
+        pool = sorted(candidates(out, entry), key=lambda c: rank(recipe.seed, stage.name, entry.name, c.id))
+        requested = entry.count if entry.count is not None else round(entry.fraction * len(pool))
+        taken, duplicates = [], 0
+        for c in pool:
+            if len(taken) == requested:
+                break
+            if any(hasher(c) == hasher(o) for o in by_digest.get(c.digest, [])):
+                duplicates += 1
+                continue
+            taken.append(c)
+            by_digest.setdefault(c.digest, []).append(c)
+        selected.extend(taken)
+        row.update(requested=requested, available=len(pool), duplicates=duplicates, selected=len(taken))
+    selected.sort(key=lambda c: rank(recipe.seed, stage.name, c.id))
+    return selected, report
+
+
+def write_selection(path: Path, selection: list[Candidate]) -> None:
+    """The stage's mix file, written to a temp name and renamed."""
+    table = pa.Table.from_pylist([{"id": c.id, "source": c.source, "part": c.part, "row": c.row} for c in selection],
+                                 schema=workspace.MIX_SCHEMA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd", write_statistics=False)
+    tmp.replace(path)
+
+
+def _check_missing(recipe: Recipe, ingested: set[str]) -> None:
+    missing = [f"entry {e.name} of stage {stage.name} needs source {e.source} ({entry_status(e, ingested)})"
+               for stage in recipe.stages for e in stage.entries
+               if entry_status(e, ingested) in ("no-adapter", "not-ingested")]
+    if missing:
+        raise MixError("recipe " + recipe.name + ":\n  " + "\n  ".join(missing) +
+                       "\nrun `pixelrefer ingest --source NAME ...` for them, or pass --allow-missing")
+
+
+def format_report(recipe: Recipe, report: dict[str, list[dict]]) -> str:
+    lines = [f"{'stage':<10} {'entry':<24} {'source':<16} {'status':<18} {'requested':>10} {'available':>10} "
+             f"{'dupes':>7} {'selected':>9}"]
+    for stage, rows in report.items():
+        for r in rows:
+            requested = r["requested"] if r["requested"] is not None else f"{r['fraction']:.0%}"
+            lines.append(f"{stage:<10} {r['name']:<24} {r['source']:<16} {r['status']:<18} {requested:>10} "
+                         f"{'-' if r['available'] is None else r['available']:>10} {r['duplicates']:>7} {r['selected']:>9}")
+    published = sum(r["count"] or 0 for rows in report.values() for r in rows)
+    by_status = {s: sum(r["count"] or 0 for rows in report.values() for r in rows if r["status"] == s)
+                 for s in ("covered", "not-ingested", "no-adapter", "not-yet-supported")}
+    if published:
+        lines.append(f"of {published:,} samples requested by count: " +
+                     ", ".join(f"{s} {n:,} ({n / published:.1%})" for s, n in by_status.items()))
+    return "\n".join(lines)
+
+
+def mix(recipe: Recipe, out: Path, dry_run: bool = False, allow_missing: bool = False) -> dict[str, Any]:
+    """Select every stage; write the mix files and stats unless `dry_run`; return the stats."""
+    ingested = set(workspace.ingested_sources(out))
+    if not (dry_run or allow_missing):
+        _check_missing(recipe, ingested)
+    hasher = ContentHasher(out)
+    selections, report = {}, {}
+    for stage in recipe.stages:
+        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher)
+    stats = {"recipe": recipe.name, "seed": recipe.seed, "stages": report,
+             "duplicates_removed": sum(r["duplicates"] for rows in report.values() for r in rows)}
+    if not dry_run:
+        for stage, selection in selections.items():
+            write_selection(out / "mix" / recipe.name / f"{stage}.parquet", selection)
+        workspace.write_json_atomic(out / "stats" / f"mix-{recipe.name}.json", stats)
+    return stats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--recipe", required=True, help="A recipe YAML path, or a bundled recipe name: "
+                        + ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))) + ".")
+    parser.add_argument("--out", type=Path, required=True, help="The workspace that `pixelrefer ingest --out` wrote; "
+                        "writes mix/<recipe>/<stage>.parquet and stats/mix-<recipe>.json under it.")
+    parser.add_argument("--dry-run", action="store_true", help="Print the plan (status, requested, available per entry) and write nothing.")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="Mix what is there when an entry's source has no adapter or is not ingested; the report shows the shortfall.")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        recipe = load_recipe(args.recipe)
+        stats = mix(recipe, args.out, args.dry_run, args.allow_missing)
+    except MixError as err:
+        print(f"pixelrefer mix: {err}", file=sys.stderr)
+        return 1
+    print(format_report(recipe, stats["stages"]))
+    short = [r["name"] for rows in stats["stages"].values() for r in rows
+             if r["status"] == "covered" and r["selected"] < r["requested"]]
+    if short:
+        print(f"fewer samples than requested for: {', '.join(short)}")
+    if args.dry_run:
+        print("dry run: nothing written")
+    else:
+        print(f"{stats['duplicates_removed']} exact duplicates removed; mix files in {args.out / 'mix' / recipe.name}, "
+              f"report in {args.out / 'stats' / ('mix-' + recipe.name + '.json')}")
+    return 0

@@ -1,0 +1,57 @@
+"""`pixelrefer stats`: the per-source/per-task table and summary.json over an ingested toy workspace."""
+
+import json
+
+import pytest
+
+from pipelines import workspace
+from pipelines.cli import main
+from pipelines.ingest import ingest_source
+from sources import registry
+from tests.factories import image_sample, video_sample
+from tests.pipelines.toy_source import REGISTRY, ToySource
+
+
+@pytest.fixture(scope="module")
+def out(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stats")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "BUILTIN", {**registry.BUILTIN, **REGISTRY})
+        ToySource().write_fixture(tmp / "toy")
+        ingest_source("toy", tmp / "toy", tmp / "out", workers=2)
+    # a second "source" written directly: one image sample and one video sample (3 frames, mask + box regions)
+    part = workspace.part_path(tmp / "out", "lvis", 0)
+    workspace.write_part(part, [image_sample(), video_sample()], {"read": 2})
+    workspace.write_json_atomic(part.parent / "source.json", {"source": "lvis", "root": str(tmp), "adapter_version": "1"})
+    return tmp / "out"
+
+
+def test_summary_counts_per_source_and_task(out, capsys):
+    assert main(["stats", str(out)]) == 0
+    summary = json.loads((out / "stats" / "summary.json").read_text())
+    assert summary["sources"]["toy"] == {
+        "ingest": {"read": 12, "written": 9, "rejected": 3,
+                   "rejected_by_reason": {"empty_mask": 1, "image_missing": 1, "no_label": 1}},
+        "tasks": {"recognition": {"samples": 9, "regions": 9, "frames": 9, "mask": 9, "box": 0, "point": 0,
+                                  "licenses": ["CC0-1.0"]}},
+        "total": {"samples": 9, "regions": 9, "frames": 9, "mask": 9, "box": 0, "point": 0, "licenses": ["CC0-1.0"]},
+    }
+    assert summary["sources"]["lvis"]["tasks"] == {
+        "recognition": {"samples": 1, "regions": 1, "frames": 1, "mask": 1, "box": 0, "point": 0, "licenses": ["CC-BY-4.0"]},
+        "video_qa": {"samples": 1, "regions": 2, "frames": 3, "mask": 1, "box": 1, "point": 0, "licenses": ["CC-BY-NC-SA-4.0"]},
+    }
+    assert summary["sources"]["lvis"]["ingest"] == {"read": None, "written": None, "rejected": None, "rejected_by_reason": None}
+    assert summary["total"] == {"samples": 11, "regions": 12, "frames": 13, "mask": 11, "box": 1, "point": 0,
+                                "licenses": ["CC-BY-4.0", "CC-BY-NC-SA-4.0", "CC0-1.0"]}
+    assert summary["mix_duplicates_removed"] == {}
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["source", "task", "samples", "regions", "frames", "mask", "box", "point", "licences"]
+    assert lines[1].split() == ["lvis", "recognition", "1", "1", "1", "1", "0", "0", "CC-BY-4.0"]
+    assert lines[-2].split() == ["(all)", "(all)", "11", "12", "13", "11", "1", "0", "CC-BY-4.0,", "CC-BY-NC-SA-4.0,", "CC0-1.0"]
+    assert lines[-1] == f"summary written to {out / 'stats' / 'summary.json'}"
+
+
+def test_stats_without_ingest_is_an_error(tmp_path, capsys):
+    assert main(["stats", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"pixelrefer stats: no ingested source under {tmp_path / 'unified'}; run `pixelrefer ingest` first\n")
