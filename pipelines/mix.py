@@ -140,9 +140,9 @@ class ContentHasher:
 def entry_status(entry: Entry, ingested: set[str]) -> str:
     if not entry.supported:
         return "not-yet-supported"
-    if entry.source not in registry.available():
-        return "no-adapter"
-    return "covered" if entry.source in ingested else "not-ingested"
+    if entry.source in ingested:  # also the sources videoqa and segment write, which have no adapter
+        return "covered"
+    return "not-ingested" if entry.source in registry.available() else "no-adapter"
 
 
 def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher) -> tuple[list[Candidate], list[dict]]:
@@ -191,7 +191,8 @@ def _check_missing(recipe: Recipe, ingested: set[str]) -> None:
                if entry_status(e, ingested) in ("no-adapter", "not-ingested")]
     if missing:
         raise MixError("recipe " + recipe.name + ":\n  " + "\n  ".join(missing) +
-                       "\nrun `pixelrefer ingest --source NAME ...` for them, or pass --allow-missing")
+                       "\nrun `pixelrefer ingest --source NAME ...` for them (`videoqa`/`segment` for the sources "
+                       "they write), or pass --allow-missing")
 
 
 def format_report(recipe: Recipe, report: dict[str, list[dict]]) -> str:

@@ -7,7 +7,6 @@ Used by `pixelrefer inspect` and the dataset report. Only annotated frames of a 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from schemas import Sample, masks, placeholders
-from sources.media import read_media_bytes
+from sources.media import load_frames
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
@@ -35,17 +34,10 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def media_frame_loader(media_root: Path) -> FrameLoader:
-    """Frames from files under `media_root`: the image itself, or `media.frames[i]` of a frame folder."""
+    """Frames from under `media_root`: the image, a frame-folder frame or a decoded video-file frame."""
 
     def load(sample: Sample, frame: int) -> Image.Image:
-        media = sample.media
-        if media.kind == "image":
-            path = media.path
-        elif media.frames:
-            path = media.frames[frame]
-        else:
-            raise ValueError(f"{sample.id}: drawing frames of a video file ({media.path}) needs a decoder")
-        return Image.open(io.BytesIO(read_media_bytes(media_root, path))).convert("RGB")
+        return Image.fromarray(load_frames(sample, media_root, [frame])[frame])
 
     return load
 
@@ -59,13 +51,19 @@ def annotated_frames(sample: Sample, max_frames: int) -> list[int]:
     return [frames[i] for i in picks]
 
 
-def draw_regions(image: Image.Image, sample: Sample, frame: int, font_size: int = 14) -> Image.Image:
-    """Overlay masks (blended), boxes (outlined) and points (dots) of every region on one frame."""
+def draw_regions(image: Image.Image, sample: Sample, frame: int, scale: float = 1.0, font_size: int = 14) -> Image.Image:
+    """Overlay masks (blended), boxes (outlined) and points (dots) of every region on one frame.
+
+    `image` is the frame already resized by `scale`; region coordinates are scaled to it, so
+    labels keep a readable size however small the native frame is.
+    """
     pixels = np.asarray(image, dtype=np.float32).copy()
     for i, region in enumerate(sample.regions):
         for rf in region.frames:
             if rf.frame == frame and rf.mask is not None:
                 m = masks.decode(rf.mask.model_dump())
+                if m.shape != pixels.shape[:2]:
+                    m = np.asarray(Image.fromarray(m).resize(image.size, Image.Resampling.NEAREST))
                 pixels[m] = pixels[m] * (1 - MASK_ALPHA) + np.array(colour(i)) * MASK_ALPHA
     out = Image.fromarray(pixels.round().astype(np.uint8))
     pen = ImageDraw.Draw(out)
@@ -74,14 +72,14 @@ def draw_regions(image: Image.Image, sample: Sample, frame: int, font_size: int 
         for rf in region.frames:
             if rf.frame != frame:
                 continue
-            anchor = _anchor(rf)
             if rf.box is not None:
-                pen.rectangle(list(rf.box), outline=colour(i), width=2)
+                pen.rectangle([v * scale for v in rf.box], outline=colour(i), width=2)
             if rf.point is not None:
-                x, y = rf.point
+                x, y = (v * scale for v in rf.point)
                 pen.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour(i), outline=(255, 255, 255))
+            anchor = _anchor(rf)
             if anchor is not None:
-                _tag(pen, anchor, placeholders.obj(i), colour(i), font)
+                _tag(pen, (anchor[0] * scale, anchor[1] * scale), placeholders.obj(i), colour(i), font)
     return out
 
 
@@ -157,9 +155,10 @@ def render_sample(
     """One PNG-ready picture: a strip of annotated frames with regions drawn, then the conversation."""
     tiles = []
     for frame in annotated_frames(sample, max_frames):
-        tile = draw_regions(load_frame(sample, frame), sample, frame)
-        scale = frame_height / tile.height
-        tiles.append(tile.resize((max(1, round(tile.width * scale)), frame_height), Image.Resampling.BILINEAR))
+        image = load_frame(sample, frame)
+        scale = frame_height / image.height
+        image = image.resize((max(1, round(image.width * scale)), frame_height), Image.Resampling.BILINEAR)
+        tiles.append(draw_regions(image, sample, frame, scale))
     panel = conversation_panel(sample, panel_width)
     width = sum(t.width for t in tiles) + 4 * (len(tiles) - 1) + panel.width
     canvas = Image.new("RGB", (width, max(frame_height, panel.height)), (255, 255, 255))

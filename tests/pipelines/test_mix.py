@@ -126,7 +126,8 @@ def test_a_source_not_ingested_fails_unless_allowed(ws, capsys):
     assert capsys.readouterr().err == (
         "pixelrefer mix: recipe gap:\n  entry l of stage s1 needs source lvis (not-ingested)\n"
         "  entry h of stage s1 needs source hcstvg (no-adapter)\n"
-        "run `pixelrefer ingest --source NAME ...` for them, or pass --allow-missing\n")
+        "run `pixelrefer ingest --source NAME ...` for them (`videoqa`/`segment` for the sources they write), "
+        "or pass --allow-missing\n")
     assert not (out / "mix" / "gap").exists()
     assert main(["mix", "--recipe", path, "--out", str(out), "--allow-missing"]) == 0
     assert len(mix_ids(out, "gap")) == 2
@@ -174,3 +175,13 @@ def test_a_bad_recipe_names_the_file(tmp_path, capsys):
     assert main(["mix", "--recipe", "nope", "--out", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (
         "pixelrefer mix: no recipe file 'nope' and no bundled recipe of that name (bundled: demo, pixelrefer-2.2m)\n")
+
+
+def test_a_written_source_without_an_adapter_is_covered(ws, tmp_path, monkeypatch):
+    """videoqa and segment write sources (videoqa_mevis, vg_sam2) that no adapter produces."""
+    monkeypatch.setattr(registry, "BUILTIN", {k: v for k, v in registry.BUILTIN.items() if k != "toy"})
+    assert "toy" not in registry.available()
+    out = ws / "out"
+    path = recipe(ws, "derived", [{"name": "a", "source": "toy", "count": 3}])
+    assert main(["mix", "--recipe", path, "--out", str(out)]) == 0
+    assert len(mix_ids(out, "derived")) == 3

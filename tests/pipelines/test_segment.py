@@ -1,0 +1,106 @@
+"""SAM 2 stage wiring with random weights (no checkpoint): frame indices, shapes, RLE, provenance."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines import workspace
+from pipelines.cli import main
+from pipelines.segment import Sam2, segment_source
+from pipelines.videoqa.branches import Context, HeuristicBackend, description_branch
+from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks, validate
+from schemas.arrow import read_parquet
+from sources.fixtures import write_image
+from tests.pipelines.videoqa_inputs import H, W, video_sample, write_source
+
+CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
+
+
+@pytest.fixture(scope="module")
+def sam():
+    import torch
+
+    torch.manual_seed(0)
+    return Sam2(CONFIG, None, device="cpu", image_size=256)
+
+
+def _vg_sample(root, index: int, prompt: str) -> Sample:
+    rel = f"VG_100K/{index}.jpg"
+    write_image(root / rel, W, H, [(8, 6, 30, 24)], seed=index)
+    frame = RegionFrame(frame=0, box=(8.0, 6.0, 30.0, 24.0)) if prompt == "box" else RegionFrame(frame=0, point=(19.0, 15.0))
+    return Sample(
+        id=f"vg/train/{index}", source="vg", subset="train", split="train", license="CC-BY-4.0", task="phrase_caption",
+        media=Media(kind="image", path=rel, width=W, height=H),
+        regions=[Region(label="block", prompt=prompt, frames=[frame])],
+        conversation=[Turn(role="user", text="What is <obj0>?"), Turn(role="assistant", text="a red block")],
+        provenance=Provenance(file="region_descriptions.json", locator=f"[{index}]", adapter="vg", adapter_version="1"),
+    )
+
+
+def test_image_prompts_become_sam2_masks(tmp_path, sam):
+    root, out = tmp_path / "vg", tmp_path / "out"
+    write_source(out, root, "vg", [_vg_sample(root, 1, "box"), _vg_sample(root, 2, "point")])
+    stats = segment_source(out, "vg", sam)
+    samples = read_parquet(workspace.part_path(out, "vg_sam2", 0))
+    assert stats["read"] == stats["written"] + stats["rejected"] == 2
+    assert json.loads((out / "unified/vg_sam2/source.json").read_text())["root"] == str(root)
+    for sample, prompt in zip(samples, ("box", "point")):
+        validate(sample)
+        region = sample.regions[0]
+        assert (sample.source, region.prompt, region.mask_origin) == ("vg_sam2", "mask", "sam2")
+        assert sample.id.startswith("vg_sam2/train/")
+        rf = region.frames[0]
+        assert rf.frame == 0 and rf.mask.size == (H, W)
+        assert (rf.box, rf.point) == (((8.0, 6.0, 30.0, 24.0), None) if prompt == "box" else (None, (19.0, 15.0)))
+        decoded = masks.decode(rf.mask.model_dump())
+        assert decoded.shape == (H, W) and masks.encode(decoded)["counts"] == rf.mask.counts  # RLE round trip
+        assert sample.meta["sam2"] == {"regions": {"0": {"prompt": prompt, "mask_origin": None, "keyframe": 0}},
+                                       "config": CONFIG, "checkpoint": "random-init", "version": "1"}
+
+
+def test_keyframe_box_propagates_through_the_video(tmp_path, sam):
+    root, out = tmp_path / "mevis", tmp_path / "out"
+    sample = video_sample(root, "mevis", "v1", [[(2, 2, 12, 12), (10, 2, 20, 12)]], ["block"])
+    keyframe = sample.regions[0].frames[1]
+    sample.regions[0] = Region(label="block", prompt="box", frames=[RegionFrame(frame=1, box=masks.bbox(keyframe.mask.model_dump()))])
+    write_source(out, root, "mevis", [sample])
+    stats = segment_source(out, "mevis", sam)
+    got = read_parquet(workspace.part_path(out, "mevis_sam2", 0))
+    assert (stats["read"], stats["written"], stats["rejected"]) == (1, 1, 0)
+    region = got[0].regions[0]
+    assert [rf.frame for rf in region.frames] == [0, 1]  # propagated backward from keyframe 1
+    assert all(rf.mask.size == (H, W) and masks.area(rf.mask.model_dump()) > 0 for rf in region.frames)
+    assert (region.prompt, region.mask_origin) == ("mask", "sam2")
+    key = next(rf for rf in region.frames if rf.frame == 1)
+    assert key.box == (10.0, 2.0, 20.0, 12.0)
+    assert got[0].meta["sam2"]["regions"] == {"0": {"prompt": "box", "mask_origin": None, "keyframe": 1}}
+
+
+def test_cli_rerun_skips_complete_parts(tmp_path, sam, capsys):
+    root, out = tmp_path / "vg", tmp_path / "out"
+    write_source(out, root, "vg", [_vg_sample(root, 1, "box")])
+    segment_source(out, "vg", sam)
+    part = workspace.part_path(out, "vg_sam2", 0)
+    before = part.read_bytes()
+    args = ["segment", "--source", "vg", "--out", str(out), "--sam2-config", CONFIG, "--sam2-checkpoint", "none",
+            "--device", "cpu", "--image-size", "256"]
+    assert main(args) == 0
+    assert part.read_bytes() == before  # complete part kept, not recomputed
+    assert f"1 of 1 samples written to {workspace.unified_dir(out, 'vg_sam2')}" in capsys.readouterr().out
+    assert main(["segment", "--source", "vg", "--out", str(out), "--sam2-config", "nope.yaml", "--sam2-checkpoint", "none"]) == 2
+    assert "no sam2 config 'nope.yaml'" in capsys.readouterr().err
+
+
+def test_description_branch_segmentor_propagates_a_keyframe(tmp_path, sam):
+    root = tmp_path / "videorefer"
+    sample = video_sample(root, "videorefer", "k", [[(20, 10, 28, 18), (24, 10, 32, 18)]], ["cube"])
+    sample.regions[0] = Region(label="cube", prompt="mask", mask_origin="annotation", frames=sample.regions[0].frames[:1])
+    detailed, short = description_branch(sample, root, Context(backend=HeuristicBackend(), sam2=sam))
+    for out in (detailed, short):
+        region = out.regions[0]
+        assert (region.prompt, region.mask_origin) == ("mask", "sam2")
+        assert [rf.frame for rf in region.frames] == [0, 1]  # keyframe 0 propagated to frame 1
+        assert out.meta["from"] == "videorefer/train/k" and out.id.startswith("videoqa_videorefer/train/k_")
+    assert detailed.conversation[1].text.startswith("<obj0> is a cube. <obj0> ")

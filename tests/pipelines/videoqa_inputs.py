@@ -1,0 +1,58 @@
+"""Unified input parts for the videoqa/segment tests: frame-folder videos of moving rectangles.
+
+The frames are drawn with sources/fixtures.py and written under `root`; the samples go to
+OUT/unified/<source>/part-00000.parquet with a source.json pointing at `root`, exactly the
+layout ingest writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+
+from pipelines import workspace
+from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
+from sources.fixtures import draw, rect_mask, write_image
+
+W, H = 48, 32
+
+
+def video_sample(root: Path, source: str, name: str, tracks: list[list[tuple[int, int, int, int] | None]],
+                 labels: list[str | None], caption: str = "A red block slides right.") -> Sample:
+    """A frame-folder video whose region i covers rect tracks[i][f] on frame f (None: hidden)."""
+    n = len(tracks[0])
+    frames = [f"JPEGImages/{name}/{f:05d}.jpg" for f in range(n)]
+    for f, rel in enumerate(frames):
+        write_image(root / rel, W, H, [t[f] for t in tracks if t[f] is not None], seed=f)
+    regions = []
+    for track, label in zip(tracks, labels):
+        rfs = [RegionFrame(frame=f, mask=masks.encode(rect_mask(W, H, r)) if r else masks.empty(H, W))
+               for f, r in enumerate(track)]
+        rfs = [rf for rf in rfs if masks.area(rf.mask.model_dump())]  # mask prompts: visible frames only
+        regions.append(Region(label=label, prompt="mask", mask_origin="annotation", frames=rfs))
+    refs = " and ".join(f"<obj{i}>" for i in range(len(tracks)))
+    return Sample(
+        id=f"{source}/train/{name}", source=source, subset="train", split="train", license="CC-BY-NC-SA-4.0",
+        task="video_caption",
+        media=Media(kind="video", path=f"JPEGImages/{name}", frames=frames, fps=2.0, width=W, height=H),
+        regions=regions,
+        conversation=[Turn(role="user", text=f"Describe {refs}."), Turn(role="assistant", text=caption)],
+        provenance=Provenance(file="meta.json", locator=name, adapter=source, adapter_version="1"),
+    )
+
+
+def write_source(out: Path, root: Path, source: str, samples: list[Sample]) -> None:
+    workspace.write_json_atomic(workspace.unified_dir(out, source) / "source.json", {"source": source, "root": str(root), "adapter_version": "1"})
+    workspace.write_part(workspace.part_path(out, source, 0), samples, {"read": len(samples), "written": len(samples)})
+
+
+def write_mp4(path: Path, rects: list[tuple[int, int, int, int]], fps: int = 2) -> None:
+    """A small mpeg4 clip, one drawn frame per rect (as the VideoRefer fixture writes them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.thread_count = W, H, "yuv420p", 1
+        for i, rect in enumerate(rects):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(draw(W, H, [rect], seed=i), format="rgb24")))
+        container.mux(stream.encode())
