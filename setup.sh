@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
-pip install "torch>=2.4,<3" "torchvision>=0.19,<1"
+pip install "setuptools>=68" wheel "torch>=2.4,<3" "torchvision>=0.19,<1"
 SAM2_BUILD_CUDA=0 pip install --no-build-isolation "sam2==1.1.0"
 pip install -e ".[test]"

@@ -47,13 +47,19 @@ def summary(plan: Plan) -> str:
     lines.append(f"{'source':<18}{'read':>7}{'written':>9}{'rejected':>10}  rejects by reason")
     for path in sorted((out / "stats").glob("*.json")):
         stats = json.loads(path.read_text(encoding="utf-8"))
+        if "backend" in stats:  # a videoqa output source
+            lines.append(f"{path.stem:<18}{stats['input_samples']:>7}{stats['written']:>9}{stats['rejected']:>10}  "
+                         f"(video samples in -> QA samples out, {stats['backend']} backend)")
+            continue
         if "read" not in stats:
             continue
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(stats.get("rejected_by_reason", {}).items()))
         lines.append(f"{path.stem:<18}{stats['read']:>7}{stats['written']:>9}{stats['rejected']:>10}  {reasons}")
     for stage in plan.recipe_stages:
         index = json.loads((plan.shard_dir(stage) / "index.json").read_text(encoding="utf-8"))
-        lines.append(f"shards {stage}: {index['samples']} samples in {len(index['shards'])} shard(s) -> {plan.shard_dir(stage)}")
+        rejected = ", ".join(f"{r} {n}" for r, n in sorted(index["rejected"].items())) or "none"
+        lines.append(f"shards {stage}: {index['samples']} samples in {len(index['shards'])} shard(s), rejected: {rejected} "
+                     f"-> {plan.shard_dir(stage)}")
         log = out / "train" / stage / "log.jsonl"
         if log.is_file():
             steps = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
@@ -65,7 +71,7 @@ def summary(plan: Plan) -> str:
 
 def run(args: argparse.Namespace) -> int:
     native = args.out / "native"
-    if run_verb(["demo-data", "--out", str(native)]) != 0:
+    if run_verb(["demo-data", "--out", str(native), "--overwrite"]) != 0:
         return 1
     print("demo: videoqa uses the offline heuristic backend (no LLM): QA from mask-derived track facts")
     plan = demo_plan(args.out, args.steps)

@@ -8,7 +8,6 @@
 * `category_label(name)`: LVIS/PACO names to plain words: `car_(automobile)` -> `car`,
   `trash_can` -> `trash can`, `handbag:zip` -> `handbag zip` (object, then part: the form
   Osprey's evaluation compares against).
-* `segmentation_rle(...)`: any COCO segmentation -> compressed RLE, or a named reject.
 * `annotation_region(...)`: one annotation -> a `Region` (mask prompt from its segmentation, or
   a box prompt when the segmentation is empty and the caller allows it; never a faked mask).
 * `RecognitionAdapter`: the category-recognition adapter LVIS and PACO share (per image, up to
@@ -30,7 +29,7 @@ from schemas import Media, Provenance, Reject, Region, RegionFrame, Sample, Turn
 from schemas import masks
 from schemas.placeholders import obj
 from sources.base import Adapter, Outcome, Unit
-from sources.common import image_size
+from sources.common import image_size, segmentation_rle
 from sources.fixtures import Rect, rect_polygon
 
 _DISAMBIGUATOR = re.compile(r"_\([^)]*\)")
@@ -94,21 +93,6 @@ def checked_image(root: Path, relative: str, image: dict[str, Any], locator: str
             locator,
         )
     return width, height
-
-
-def segmentation_rle(segmentation: Any, height: int, width: int, locator: str) -> masks.RLEDict:
-    """Any COCO segmentation (polygons, RLE, uncompressed RLE) -> compressed RLE of (height, width).
-
-    Rejects: invalid_polygon (no ring of >= 6 coordinates), mask_size_mismatch, bad_mask.
-    """
-    if isinstance(segmentation, list) and not masks.valid_rings(segmentation):
-        raise Reject("invalid_polygon", "no polygon ring with >= 6 coordinates (pycocotools would read 4 as a box)", locator)
-    if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [height, width]:
-        raise Reject("mask_size_mismatch", f"RLE size {segmentation.get('size')} vs image {[height, width]}", locator)
-    try:
-        return masks.to_rle(segmentation, height, width)
-    except masks.MaskError as err:
-        raise Reject("bad_mask", str(err), locator) from None
 
 
 def annotation_region(

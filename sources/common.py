@@ -1,4 +1,4 @@
-"""Helpers shared by the adapters: image checks, text normalisation, native turn conversion.
+"""Helpers shared by the adapters: image checks, text normalisation, native turn conversion, masks.
 
 Everything here turns bad input into a `Reject` with a named reason, never a silent skip.
 """
@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from schemas import Reject, Turn
+from schemas import Reject, Turn, masks
 from sources.base import resolve_inside
 
+FRAME_FOLDER_FPS = 3.0  # what PixelRefer's loader assumes for any frame folder (pixelrefer_official.md 2a)
 _MEDIA_TAG = re.compile(r"<image>|<video>", re.IGNORECASE)
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
@@ -58,3 +60,44 @@ def native_turns(
             raise Reject("bad_turn", f"turn {i} has from={turn.get('from')!r} / no string value", locator)
         turns.append(Turn(role=role, text=normalize_text(convert(_MEDIA_TAG.sub("", turn["value"])))))
     return turns
+
+
+def segmentation_rle(segmentation: Any, height: int, width: int, locator: str) -> masks.RLEDict:
+    """Any COCO segmentation (polygons, RLE, uncompressed RLE) -> compressed RLE of (height, width).
+
+    Rejects: invalid_polygon (no ring of >= 6 coordinates), mask_size_mismatch, bad_mask.
+    """
+    if isinstance(segmentation, list) and not masks.valid_rings(segmentation):
+        raise Reject("invalid_polygon", "no polygon ring with >= 6 coordinates (pycocotools would read 4 as a box)", locator)
+    if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [height, width]:
+        raise Reject("mask_size_mismatch", f"RLE size {segmentation.get('size')} vs image {[height, width]}", locator)
+    try:
+        return masks.to_rle(segmentation, height, width)
+    except masks.MaskError as err:
+        raise Reject("bad_mask", str(err), locator) from None
+
+
+def outcome(build: Callable[..., Any], *args: Any) -> Any:
+    """`build(*args)`, or the Reject it raised: a record's outcome either way."""
+    try:
+        return build(*args)
+    except Reject as reject:
+        return reject
+
+
+def mask_region(frames: Iterable[tuple[int, Any]], height: int, width: int, where: str) -> dict:
+    """A mask region from `(frame, native mask)` pairs sorted by frame.
+
+    A null, `[]` or all-zero mask means "absent on that frame" and is left out; an object
+    absent everywhere is an `object_without_masks` reject.
+    """
+    kept = []
+    for frame, segmentation in frames:
+        if segmentation is None or segmentation == []:
+            continue
+        rle = segmentation_rle(segmentation, height, width, f"{where} frame {frame}")
+        if masks.area(rle):
+            kept.append(dict(frame=frame, mask=rle, box=masks.bbox(rle)))
+    if not kept:
+        raise Reject("object_without_masks", "the object has no mask on any frame", where)
+    return dict(prompt="mask", mask_origin="annotation", frames=kept)

@@ -34,9 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from schemas import Provenance, Reject, Sample, make_id, masks, validate
 from sources import fixtures
 from sources.base import Adapter, Outcome, Unit
-from sources.common import normalize_text
+from sources.common import mask_region, normalize_text, outcome
 from sources.safe_pickle import safe_loads
-from sources.videorefer import mask_region, outcome
 
 QUESTION = "Describe <obj0> in detail."
 

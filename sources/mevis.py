@@ -38,8 +38,7 @@ from schemas import Provenance, Reject, Sample, make_id, masks, validate
 from schemas.placeholders import obj
 from sources import fixtures
 from sources.base import Adapter, Outcome, Unit, resolve_inside
-from sources.common import image_size, normalize_text
-from sources.videorefer import FRAME_FOLDER_FPS, mask_region, outcome
+from sources.common import FRAME_FOLDER_FPS, image_size, mask_region, normalize_text, outcome
 
 SPLITS = {"train": "train", "valid_u": "val", "valid": "val"}  # folder -> split
 VIDEOS_PER_UNIT = 400  # a unit makes one streaming pass over mask_dict.json

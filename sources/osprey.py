@@ -44,7 +44,7 @@ import numpy as np
 from schemas import Reject, make_id, masks, validate
 from sources import dialects, fixtures, templates
 from sources.base import Outcome, resolve_inside
-from sources.common import image_size
+from sources.common import image_size, segmentation_rle
 from sources.jsonrecords import JsonRecordsAdapter
 
 IMAGES = "coco_imgs"
@@ -180,12 +180,7 @@ def _native_turns(record: dict, spec: OspreyFile, sample_id: str, locator: str) 
 def _region(annotation: object, width: int, height: int, locator: str) -> dict:
     """A mask-prompt region from one `annotation` entry (polygon, RLE or uncompressed RLE)."""
     segmentation = annotation.get("segmentation") if isinstance(annotation, dict) else None
-    if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [height, width]:
-        raise Reject("mask_size_mismatch", f"RLE size {segmentation.get('size')} vs image {[height, width]}", locator)
-    try:
-        rle = masks.to_rle(segmentation, height, width)
-    except masks.MaskError as err:
-        raise Reject("bad_mask", str(err), locator) from None
+    rle = segmentation_rle(segmentation, height, width, locator)
     return {"prompt": "mask", "mask_origin": "annotation", "frames": [{"frame": 0, "mask": rle, "box": masks.bbox(rle)}]}
 
 

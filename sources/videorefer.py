@@ -44,7 +44,7 @@ from schemas import Provenance, Reject, Sample, make_id, masks, validate
 from schemas.placeholders import obj
 from sources import fixtures, jsonarray
 from sources.base import Adapter, Outcome, Unit, resolve_inside
-from sources.common import image_size, native_turns
+from sources.common import FRAME_FOLDER_FPS, image_size, mask_region, native_turns, outcome
 
 # file name -> (subset, task) of the released files.
 RELEASE_FILES = {
@@ -55,7 +55,6 @@ RELEASE_FILES = {
 # first keyword found in an other file's name -> task (else video_qa).
 TASK_KEYWORDS = {"detailed": "video_caption", "short": "phrase_caption"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-FRAME_FOLDER_FPS = 3.0  # what PixelRefer's loader assumes for any frame folder (pixelrefer_official.md 2a)
 UNIT_BYTES = 16 << 20  # ~350 detailed-caption records; bounds a worker's memory
 _PLACEHOLDER = re.compile(r"(?:<object(\d+)>\s*)?\[?<region>\]?|<object(\d+)>")
 
@@ -231,44 +230,6 @@ class VideoReferAdapter(Adapter):
 
     def write_fixture(self, root: Path) -> None:
         write_fixture(root)
-
-
-def outcome(build: Callable[..., Any], *args: Any) -> Any:
-    """`build(*args)`, or the Reject it raised: a record's outcome either way (also used by MeViS and DAM)."""
-    try:
-        return build(*args)
-    except Reject as reject:
-        return reject
-
-
-def mask_region(frames: Iterable[tuple[int, Any]], height: int, width: int, where: str) -> dict:
-    """A mask region from `(frame, native mask)` pairs sorted by frame (also used by MeViS and DAM).
-
-    A null, `[]` or all-zero mask means "absent on that frame" and is left out; an object
-    absent everywhere is an `object_without_masks` reject.
-    """
-    kept = []
-    for frame, segmentation in frames:
-        if segmentation is None or segmentation == []:
-            continue
-        rle = frame_mask(segmentation, height, width, f"{where} frame {frame}")
-        if masks.area(rle):
-            kept.append(dict(frame=frame, mask=rle, box=masks.bbox(rle)))
-    if not kept:
-        raise Reject("object_without_masks", "the object has no mask on any frame", where)
-    return dict(prompt="mask", mask_origin="annotation", frames=kept)
-
-
-def frame_mask(segmentation: Any, height: int, width: int, where: str) -> dict:
-    """Any native mask -> compressed RLE of the frame size, or a mask_size_mismatch / bad_mask reject."""
-    if isinstance(segmentation, dict) and isinstance(segmentation.get("size"), list):
-        if [int(v) for v in segmentation["size"]] != [height, width]:
-            raise Reject("mask_size_mismatch", f"RLE size {segmentation['size']} vs frame {[height, width]}", where)
-    try:
-        return masks.to_rle(segmentation, height, width)
-    except (ValueError, TypeError) as err:
-        raise Reject("bad_mask", str(err), where) from None
-
 
 
 # ---- fixture: two 3-frame 32x24 clips (a frame folder and an mp4), one moving block each ----

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from pipelines.cli import COMMANDS, PLANNED, main
+from pipelines.cli import COMMANDS, main
 from schemas import REASONS
 from tests.factories import image_sample, video_sample
 from tests.schemas.test_validate import broken_samples
@@ -17,7 +17,7 @@ def test_help_lists_every_verb_of_the_design():
     out = subprocess.run([sys.executable, "-m", "pipelines.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for verb in VERBS:
         assert f"    {verb}" in out, verb
-    assert sorted(VERBS) == sorted([*COMMANDS, *PLANNED])
+    assert sorted(VERBS) == sorted(COMMANDS)
 
 
 def test_version(capsys):
@@ -26,12 +26,6 @@ def test_version(capsys):
     except SystemExit as exit_:
         assert exit_.code == 0
     assert capsys.readouterr().out == "pixelrefer 0.1.0\n"
-
-
-def test_planned_verbs_say_so_and_exit_2(capsys):
-    for verb, (issue, _) in PLANNED.items():
-        assert main([verb]) == 2
-        assert capsys.readouterr().err == f"pixelrefer {verb}: not available yet (tracked in issue #{issue}).\n"
 
 
 def write_jsonl(path, records):

@@ -102,7 +102,7 @@ POLY = [{"segmentation": [fixtures.rect_polygon(A)]}]
     ({"file_name": "a.jpg", "conversations": CHAT}, "bad_record"),
     ({"file_name": "a.jpg", "annotation": POLY, "conversations": CHAT, "height": 47, "width": 64}, "image_size_mismatch"),
     ({"file_name": "a.jpg", "annotation": [{"segmentation": None}], "conversations": CHAT}, "bad_mask"),
-    ({"file_name": "a.jpg", "annotation": [{"segmentation": [[1, 1, 2, 2]]}], "conversations": CHAT}, "empty_mask"),
+    ({"file_name": "a.jpg", "annotation": [{"segmentation": [[1, 1, 2, 2]]}], "conversations": CHAT}, "invalid_polygon"),
 ])
 def test_handmade_bad_records(tmp_path, record, reason):
     fixtures.write_image(tmp_path / "coco_imgs/a.jpg", 64, 48)

@@ -1,0 +1,289 @@
+"""`pixelrefer shard`: shard contents, index, rejects, byte-identical reruns, SIGKILL resume, Ray."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from PIL import Image
+
+from pipelines import shard, workspace
+from pipelines.cli import main
+from schemas import Media, Region, RegionFrame, Turn, masks
+from sources.fixtures import rect_mask, write_image
+from tests.factories import image_sample, video_sample
+from tokenization import saot, saot_torch
+from tokenization.saot import SaotConfig
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_RECTS = [(8, 6, 30, 20), (40, 4, 58, 36)]
+
+
+def _mask(w, h, rect):
+    return masks.encode(rect_mask(w, h, rect))
+
+
+def _samples(extra_images: int = 0):
+    """Valid samples of every kind the shard stage meets, and the ones it must reject."""
+    two = image_sample(
+        id="lvis/val2017/1", media=Media(kind="image", path="img/a.jpg", width=64, height=40),
+        regions=[Region(prompt="mask", mask_origin="annotation", frames=[RegionFrame(frame=0, mask=_mask(64, 40, r))]) for r in IMAGE_RECTS],
+        conversation=[Turn(role="user", text="Compare <obj0> and <obj1>."), Turn(role="assistant", text="<obj0> is left.")],
+    )
+    frames = [f"vid/{i:05d}.png" for i in range(7)]
+    video = video_sample().model_copy(update={
+        "id": "mevis/train/v1", "key": "",
+        "media": Media(kind="video", path="vid", frames=frames, fps=3.0, width=32, height=24),
+        "regions": [Region(prompt="mask", mask_origin="annotation",
+                           frames=[RegionFrame(frame=f, mask=_mask(32, 24, (2 + f, 3, 12 + f, 15))) for f in (1, 5)]),
+                    Region(prompt="mask", mask_origin="sam2", frames=[RegionFrame(frame=5, mask=_mask(32, 24, (20, 10, 30, 22)))])],
+    })
+    video = video.model_validate(video.model_dump())  # re-derive the key
+    boxed = image_sample(id="lvis/val2017/box9", media=Media(kind="image", path="img/a.jpg", width=64, height=40),
+                         regions=[Region(prompt="box", frames=[RegionFrame(frame=0, box=(8.0, 6.0, 30.0, 20.0))])])
+    clip = video.model_validate({**video.model_dump(), "id": "mevis/train/zfile", "key": "",
+                                 "media": {"kind": "video", "path": "clip.mov", "num_frames": 7, "fps": 3.0, "width": 32, "height": 24}})
+    more = [image_sample(id=f"lvis/val2017/x{i}", media=Media(kind="image", path="img/a.jpg", width=64, height=40),
+                         regions=[Region(prompt="mask", frames=[RegionFrame(frame=0, mask=_mask(64, 40, (4 + i % 20, 4, 24 + i % 20, 30)))])])
+            for i in range(extra_images)]
+    return [two, boxed, video, clip, *more]
+
+
+def _frame(root: Path, i: int) -> np.ndarray:
+    return np.asarray(Image.open(root / f"vid/{i:05d}.png").convert("RGB"))
+
+
+def build_workspace(out: Path, extra_images: int = 0) -> Path:
+    """A hand-built ingest/mix workspace (the layout `pixelrefer ingest` + `mix` write); returns the mix file."""
+    root = out / "native"
+    write_image(root / "img/a.jpg", 64, 40, IMAGE_RECTS, seed=1)
+    with av.open(str(root / "clip.mov"), "w", format="mov") as container:  # lossless PNG frames
+        stream = container.add_stream("png", rate=3)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "rgb24"
+        for i in range(7):
+            write_image(root / f"vid/{i:05d}.png", 32, 24, [(2 + i, 3, 12 + i, 15)], seed=i)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(_frame(root, i), format="rgb24")))
+        container.mux(stream.encode())
+    rows = []
+    by_source: dict[str, list] = {}
+    for s in _samples(extra_images):
+        by_source.setdefault(s.source, []).append(s)
+    for source, samples in sorted(by_source.items()):
+        part = workspace.part_path(out, source, 0)
+        workspace.write_part(part, samples, {"samples": len(samples)})
+        workspace.write_json_atomic(workspace.unified_dir(out, source) / "source.json", {"source": source, "root": str(root), "adapter_version": "1"})
+        rows += [{"id": s.id, "source": source, "part": str(part.relative_to(out)), "row": i} for i, s in enumerate(samples)]
+    rows.sort(key=lambda r: r["id"])
+    mix = out / "mix" / "demo" / "stage1.parquet"
+    mix.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=workspace.MIX_SCHEMA), mix)
+    return mix
+
+
+def _files(dest: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(dest.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ws")
+    mix = build_workspace(out)
+    assert main(["shard", "--mix", str(mix), "--out", str(out), "--max-samples-per-shard", "1"]) == 0
+    return out, mix, out / "shards" / "demo" / "stage1"
+
+
+def test_index_sizes_and_rejects_match_the_files(built):
+    _, _, dest = built
+    index = json.loads((dest / "index.json").read_text())
+    assert index["samples"] == 3 and index["records"] == 4
+    assert index["rejected"] == {"region_without_mask": 1}
+    assert [s["shard"] for s in index["shards"]] == ["000000.tar", "000001.tar", "000002.tar"]
+    for entry in index["shards"]:
+        data = (dest / entry["shard"]).read_bytes()
+        assert entry["bytes"] == len(data)
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+        assert json.loads((dest / entry["shard"].replace(".tar", "_stats.json")).read_text())["sha256"] == entry["sha256"]
+    assert json.loads((dest / "sizes.json").read_text()) == {"000000.tar": 1, "000001.tar": 1, "000002.tar": 1}
+    rejects = [json.loads(line) for line in (dest / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["reason"], r["locator"]) for r in rejects] == [("region_without_mask", "lvis/val2017/box9")]
+
+
+def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
+    out, _, dest = built
+    import webdataset as wds
+
+    got = {s["__key__"]: s for s in wds.WebDataset(str(dest / "000001.tar"), shardshuffle=False).decode("rgb8")}
+    (key, raw), = got.items()
+    assert key == "mevis~train~v1"
+    meta = raw["json"]
+    sample = {s.id: s for s in _samples()}["mevis/train/v1"]
+    assert meta["sample"] == sample.model_dump(mode="json")
+    # 7 frames at 3 fps, 1 fps sampling -> frames 0, 3, 6; annotated 1 and 5 are kept too
+    assert [(f["frame"], f["sampled"], f["annotated"]) for f in meta["frames"]] == [
+        (0, True, False), (1, False, True), (3, True, False), (5, False, True), (6, True, False)]
+    assert [f["timestamp"] for f in meta["frames"]] == [0.0, 1 / 3, 1.0, 5 / 3, 2.0]
+    grid, pos = raw["grid.npy"], raw["pos.npy"]
+    for obj, (ri, rf) in zip(meta["objects"], [(0, 1), (0, 5), (1, 5)]):
+        region_frame = {f.frame: f for f in sample.regions[ri].frames}[rf]
+        decoded = masks.decode(region_frame.mask.model_dump())
+        g = saot.mask_geometry(decoded)
+        assert (obj["region"], obj["frame"], tuple(obj["box"]), tuple(obj["crop_hw"]), tuple(obj["resize_hw"]), obj["scale"]) == (
+            ri, rf, g.box, g.crop_hw, g.resize_hw, g.scale)
+        cells = grid[obj["cells"][0] : obj["cells"][1]].reshape(g.grid_hw)
+        assert torch.equal(torch.from_numpy(cells), saot.grid_mask(decoded[g.crop_slice], g))
+        assert obj["token_count"] == saot.token_count(torch.from_numpy(cells)) == 32
+        np.testing.assert_array_equal(pos[obj["cells"][0] : obj["cells"][1]].reshape(*g.grid_hw, 2), saot.position_grid(g))
+        assert raw[obj["crop"]].shape == (g.resize_hw[0], g.resize_hw[1], 3)
+    assert raw["frame_000001.png"].shape == (24, 32, 3)  # full-resolution original PNG
+
+
+def test_video_files_are_decoded_sampled_and_stored_lossless(built):
+    out, _, dest = built
+    from train.shards import iter_shards
+
+    (clip,) = list(iter_shards([dest / "000002.tar"]))
+    assert [(f.frame, f.timestamp, f.sampled, f.annotated) for f in clip.frames] == [
+        (0, 0.0, True, False), (1, 1 / 3, False, True), (3, 1.0, True, False), (5, 5 / 3, False, True), (6, 2.0, True, False)]
+    for f in clip.frames:
+        assert torch.equal(f.image, torch.from_numpy(_frame(out / "native", f.frame)).permute(2, 0, 1))
+    (frames,) = [s for s in iter_shards([dest / "000001.tar"])]  # the same clip as a frame folder
+    assert [o.crop.sum().item() for o in clip.objects] == [o.crop.sum().item() for o in frames.objects]
+
+
+def test_images_keep_their_original_bytes(built):
+    out, _, dest = built
+    import tarfile
+
+    with tarfile.open(dest / "000000.tar") as tar:
+        names = tar.getnames()
+        original = tar.extractfile("lvis~val2017~1.image.jpg").read()
+        infos = tar.getmembers()
+    assert names == ["lvis~val2017~1.json", "lvis~val2017~1.image.jpg", "lvis~val2017~1.crop_000.png",
+                     "lvis~val2017~1.crop_001.png", "lvis~val2017~1.grid.npy", "lvis~val2017~1.pos.npy"]
+    assert original == (out / "native/img/a.jpg").read_bytes()
+    assert {(i.mtime, i.mode, i.uid, i.gid, i.uname, i.gname) for i in infos} == {(0, 0o644, 0, 0, "", "")}
+
+
+READER = """
+import json, sys, webdataset as wds
+rows = []
+for s in wds.WebDataset(sys.argv[1:], shardshuffle=False).decode("torchrgb8"):
+    m = s["json"]
+    rows.append({"key": s["__key__"], "sample": m["sample"], "objects": m["objects"],
+                 "crops": [s[o["crop"]].sum().item() for o in m["objects"]],
+                 "grid": s["grid.npy"].tolist(), "frames": [s[f["member"]].shape[1:] == (m["sample"]["media"]["height"], m["sample"]["media"]["width"]) for f in m["frames"]]})
+print(json.dumps(rows))
+"""
+
+
+def test_plain_webdataset_in_a_fresh_process_reads_every_field(built):
+    _, _, dest = built
+    urls = [str(dest / f"00000{i}.tar") for i in range(3)]
+    proc = subprocess.run([sys.executable, "-c", READER, *urls], capture_output=True, text=True, cwd=REPO, check=True)
+    rows = json.loads(proc.stdout)
+    from train.shards import iter_shards
+
+    ours = list(iter_shards(urls))
+    assert [r["key"] for r in rows] == [s.key for s in ours] == ["lvis~val2017~1", "mevis~train~v1", "mevis~train~zfile"]
+    for row, s in zip(rows, ours):
+        assert row["sample"] == s.sample.model_dump(mode="json")
+        assert row["crops"] == [o.crop.sum().item() for o in s.objects]
+        assert row["grid"] == [v for o in s.objects for v in o.grid.flatten().tolist()]
+        assert [o["token_count"] for o in row["objects"]] == [o.token_count for o in s.objects]
+        assert all(row["frames"])
+
+
+def test_rerun_is_byte_identical_and_skips_complete_shards(built):
+    out, mix, dest = built
+    before = _files(dest)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in dest.glob("*.tar")}
+    assert main(["shard", "--mix", str(mix), "--out", str(out), "--max-samples-per-shard", "1"]) == 0
+    assert _files(dest) == before
+    assert {p.name: p.stat().st_mtime_ns for p in dest.glob("*.tar")} == mtimes  # kept, not rewritten
+    for p in list(dest.iterdir()):
+        p.unlink()
+    assert main(["shard", "--mix", str(mix), "--out", str(out), "--max-samples-per-shard", "1"]) == 0
+    assert _files(dest) == before
+
+
+def test_sigkill_mid_run_then_rerun_gives_identical_shards(tmp_path):
+    mix = build_workspace(tmp_path, extra_images=30)
+    cmd = [sys.executable, "-m", "pipelines.cli", "shard", "--mix", str(mix), "--out", str(tmp_path), "--max-samples-per-shard", "2"]
+    dest = tmp_path / "shards" / "demo" / "stage1"
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (dest / "000002_stats.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (dest / "index.json").exists(), "the run finished before the kill; the test proves nothing"
+    assert main(["shard", "--mix", str(mix), "--out", str(tmp_path), "--max-samples-per-shard", "2"]) == 0
+    resumed = _files(dest)
+    for p in list(dest.iterdir()):
+        p.unlink()
+    assert main(["shard", "--mix", str(mix), "--out", str(tmp_path), "--max-samples-per-shard", "2"]) == 0
+    assert _files(dest) == resumed
+    assert json.loads(resumed["index.json"])["samples"] == 33
+
+
+def test_byte_limit_rolls_shards(tmp_path):
+    mix = build_workspace(tmp_path, extra_images=3)
+    dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=100, max_bytes=1))
+    index = json.loads((dest / "index.json").read_text())
+    assert [s["samples"] for s in index["shards"]] == [1] * 6  # every sample alone once over the limit
+
+
+def test_lite_shards_carry_the_extra_views(tmp_path):
+    mix = build_workspace(tmp_path)
+    assert main(["shard", "--mix", str(mix), "--out", str(tmp_path), "--lite"]) == 0
+    from train.shards import iter_shards
+
+    (image, video, _) = list(iter_shards(sorted((tmp_path / "shards/demo/stage1").glob("*.tar"))))
+    assert image.lite and [o.token_count for o in image.objects] == [32, 32]
+    assert [tuple(o.local.shape) for o in image.objects] == [(3, 224, 224)] * 2
+    # the released Lite cache is keyed by frame: both objects get the first object's local view
+    assert torch.equal(image.objects[0].local, image.objects[1].local)
+    first = saot_torch.tokenize_batch([image.frames[0].image], [saot_torch.CropJob(0, masks.decode(r.frames[0].mask.model_dump()),
+                                      saot.mask_geometry(masks.decode(r.frames[0].mask.model_dump()), SaotConfig(lite=True)))
+                                      for r in image.sample.regions], SaotConfig(lite=True))
+    assert torch.equal(image.objects[0].local, first[0].local) and not torch.equal(first[0].local, first[1].local)
+    assert [(f.frame, tuple(f.lite_global.shape) if f.lite_global is not None else None) for f in video.frames] == [
+        (0, None), (1, (3, 336, 336)), (3, None), (5, (3, 336, 336)), (6, None)]
+
+
+def test_video_frame_sampling_follows_the_official_loader():
+    assert shard.video_frames(7, None) == ([0, 3, 6], 3.0)
+    assert shard.video_frames(50, 25.0) == ([0, 25], 25.0)
+    frames, rate = shard.video_frames(3 * 600, None)  # 600 s > 180 frames at 1 fps: linspace over 180
+    assert rate == 3.0 and len(frames) == 180 and frames[0] == 0 and frames[-1] == 1799
+
+
+def test_rerun_with_other_settings_is_refused(built, capsys):
+    out, mix, dest = built
+    assert main(["shard", "--mix", str(mix), "--out", str(out), "--max-samples-per-shard", "1", "--lite"]) == 2
+    assert f"{dest} holds shards made with other settings" in capsys.readouterr().out
+
+
+def test_missing_mix_file_names_it(tmp_path, capsys):
+    assert main(["shard", "--mix", str(tmp_path / "nope.parquet"), "--out", str(tmp_path)]) == 2
+    assert "nope.parquet does not exist" in capsys.readouterr().out
+
+
+def test_ray_actors_write_the_same_bytes(tmp_path, ray_local):
+    mix = build_workspace(tmp_path, extra_images=5)
+    dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3))
+    local = _files(dest)
+    for p in list(dest.iterdir()):
+        p.unlink()
+    shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3), workers=2)
+    assert _files(dest) == local

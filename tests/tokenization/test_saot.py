@@ -1,0 +1,207 @@
+"""SAOT geometry against hand-computed values and an independent OpenCV re-implementation;
+the batched torch path against the scalar one and against cv2.resize."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from schemas import Reject
+from tests.benchmarks.official_saot import official_object, official_positions
+from tokenization import saot, saot_torch
+from tokenization.saot import SaotConfig
+
+CONFIGS = [SaotConfig(mode=m, lite=lite) for m in saot.MODES for lite in (False, True)]
+
+
+def _random_case(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    h, w = (int(v) for v in rng.integers(16, 360, 2))
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    if kind == "tiny":
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        mask[y : y + rng.integers(1, 4), x : x + rng.integers(2, 4)] = 1  # 2 to 9 px: ~30-60x zoom
+    elif kind == "huge":
+        mask[rng.integers(0, 4) :, : w - rng.integers(0, 4)] = 1
+    elif kind == "border":
+        mask[: rng.integers(1, h), w - rng.integers(1, w) :] = 1
+    else:  # several components, anywhere
+        for _ in range(rng.integers(2, 5)):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            mask[y : y + rng.integers(1, h // 2 + 2), x : x + rng.integers(1, w // 2 + 2)] = 1
+    return image, mask
+
+
+def _chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous()
+
+
+def test_hand_computed_geometry_official_and_paper():
+    mask = np.zeros((100, 200), bool)
+    mask[10:20, 30:50] = 1  # area 200 -> s = ceil(sqrt(196*32/200)) = ceil(5.6) = 6
+    g = saot.mask_geometry(mask)
+    assert (g.box, g.scale, g.crop_hw, g.resize_hw, g.grid_hw) == ((0, 2, 47, 77), 6, (47, 75), (294, 462), (21, 33))
+    p = saot.mask_geometry(mask, SaotConfig(mode="paper"))
+    assert (p.box, p.crop_hw, p.resize_hw) == ((0, 2, 47, 77), (48, 76), (294, 462))
+    assert g.crop_slice == (slice(0, 47), slice(2, 77))
+
+
+def test_large_object_fallback_official_lite_and_paper():
+    mask = np.zeros((300, 300), bool)
+    mask[:200, :150] = 1  # 30000 px = 153 patches > 100 (> 50 for Lite)
+    official = saot.mask_geometry(mask)
+    assert official.scale == 1 / math.sqrt(30000 / 196 / 100)
+    assert (official.crop_hw, official.resize_hw) == ((227, 177), (196, 154))
+    lite = saot.mask_geometry(mask, SaotConfig(lite=True))
+    assert lite.scale == 1 / math.sqrt(30000 / 196 / 50)
+    assert lite.resize_hw == (140, 112)
+    paper = saot.mask_geometry(mask, SaotConfig(mode="paper"))
+    assert (paper.scale, paper.resize_hw) == (1, (238, 182))
+
+
+def test_empty_mask_and_empty_crop_are_rejects_with_reasons():
+    with pytest.raises(Reject) as err:
+        saot.mask_geometry(np.zeros((8, 8), bool), locator="s/1")
+    assert (err.value.reason, err.value.locator) == ("empty_mask", "s/1")
+    with pytest.raises(Reject) as err:
+        saot.geometry(0, (0, 0, 0, 0), (8, 8))
+    assert err.value.reason == "empty_mask"
+    with pytest.raises(Reject) as err:  # the official slice [y0:y1) of a 1-row frame is empty
+        saot.mask_geometry(np.ones((1, 5), bool))
+    assert err.value.reason == "degenerate_crop"
+    assert saot.mask_geometry(np.ones((1, 5), bool), SaotConfig(mode="paper")).crop_hw == (1, 5)
+
+
+def test_config_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        SaotConfig(mode="other")
+
+
+def test_token_count():
+    assert saot.token_count(torch.full((4, 4), 0.5)) == 8
+    assert saot.token_count(torch.full((4, 4), 0.49)) == 7  # int() truncates, as released
+    assert saot.token_count(torch.ones(10, 10)) == 32
+    assert saot.token_count(torch.ones(10, 10), n=10) == 10
+    assert saot.token_count(torch.zeros(2, 2), lite=True) == 32
+
+
+def test_position_grid_hand_values_and_axis_swap():
+    mask = np.zeros((100, 200), bool)
+    mask[10:20, 30:50] = 1
+    g = saot.mask_geometry(mask)  # box (y0, x0, y1, x1) = (0, 2, 47, 77), grid 21 x 33
+    pos = saot.position_grid(g)
+    assert pos.shape == (21, 33, 2) and pos.dtype == np.float32
+    # official: channel 0 = (j/33 * (y1 - y0) + y0) / (W - 1): the y extent over the width
+    assert pos[0, 0].tolist() == [0.0, np.float32(2 / 99)]
+    assert pos[20, 32, 0] == np.float32((32 / 33 * 47) / 199)
+    assert pos[20, 32, 1] == np.float32((20 / 21 * 75 + 2) / 99)
+    paper = saot.position_grid(saot.mask_geometry(mask, SaotConfig(mode="paper")))
+    assert paper[0, 0].tolist() == [np.float32(2 / 199), 0.0]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "huge", "border", "multi"])
+def test_geometry_matches_independent_official_reimplementation(kind):
+    rng = np.random.default_rng(["tiny", "huge", "border", "multi"].index(kind))
+    for _ in range(25):
+        image, mask = _random_case(rng, kind)
+        for cfg in CONFIGS:
+            paper = cfg.mode == "paper"
+            try:
+                ref = official_object(image, mask, lite=cfg.lite, paper=paper)
+            except cv2.error:  # the official slice can be empty on a 1-row crop: we reject it
+                with pytest.raises(Reject):
+                    saot.mask_geometry(mask, cfg)
+                continue
+            g = saot.mask_geometry(mask, cfg)
+            assert (g.box, g.scale, g.crop_hw, g.resize_hw) == (ref["box"], ref["scale"], ref["crop_hw"], ref["resize_hw"])
+            grid = saot.grid_mask(mask[g.crop_slice], g)
+            assert torch.equal(grid, ref["grid"])
+            assert saot.token_count(grid, lite=cfg.lite) == ref["tokens"]
+            expected_pos = official_positions(g.box, g.grid_hw, mask.shape, paper=paper)
+            np.testing.assert_allclose(saot.position_grid(g), expected_pos, rtol=0, atol=1e-6)
+
+
+def test_geometry_from_rle_box_equals_geometry_from_decoded_mask():
+    from schemas import masks
+
+    rng = np.random.default_rng(7)
+    for kind in ("tiny", "huge", "border", "multi"):
+        for _ in range(10):
+            _, mask = _random_case(rng, kind)
+            rle = masks.encode(mask)
+            x0, y0, x1, y1 = masks.bbox(rle)
+            from_rle = saot.geometry(masks.area(rle), (int(y0), int(x0), int(y1) - 1, int(x1) - 1), mask.shape)
+            assert from_rle == saot.mask_geometry(mask)
+
+
+def test_batched_torch_equals_scalar_and_stays_within_cv2_tolerance():
+    rng = np.random.default_rng(11)
+    # tiny masks zoom ~60x (multi-megapixel crops, as released): covered by the geometry test
+    cases = [_random_case(rng, kind) for kind in ("huge", "border", "multi") for _ in range(5)]
+    for cfg in CONFIGS:
+        frames, jobs, refs = [], [], []
+        for i, (image, mask) in enumerate(cases):
+            try:
+                g = saot.mask_geometry(mask, cfg)
+            except Reject:
+                continue
+            frames.append(_chw(image))
+            jobs.append(saot_torch.CropJob(len(frames) - 1, mask, g))
+            refs.append(official_object(image, mask, lite=cfg.lite, paper=cfg.mode == "paper"))
+        jobs.append(jobs[0])  # a duplicate shares a bucket with the first job
+        refs.append(refs[0])
+        batched = saot_torch.tokenize_batch(frames, jobs, cfg)
+        for job, out, ref in zip(jobs, batched, refs):
+            one = saot_torch.tokenize_batch([frames[job.frame]], [saot_torch.CropJob(0, job.mask, job.geom)], cfg)[0]
+            assert torch.equal(out.crop, one.crop) and torch.equal(out.grid, one.grid)
+            assert out.token_count == one.token_count == ref["tokens"]
+            diff = np.abs(out.crop.permute(1, 2, 0).numpy().astype(int) - ref["crop"].astype(int))
+            assert diff.max() <= saot_torch.PIXEL_TOLERANCE
+            if cfg.lite:
+                local = np.abs(out.local.permute(1, 2, 0).numpy().astype(int) - ref["local"].astype(int))
+                assert out.local.shape == (3, 224, 224) and local.max() <= saot_torch.PIXEL_TOLERANCE
+
+
+RESIZERS = {
+    "linear": (cv2.INTER_LINEAR, lambda img, size: saot_torch.resize_rgb(img, size)),
+    "linear_fixed_point": (cv2.INTER_LINEAR, lambda img, size: saot_torch.linear_fixed_point(img[None], size)[0]),  # the CUDA path
+    "area": (cv2.INTER_AREA, lambda img, size: saot_torch.resize_rgb(img, size, area=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESIZERS))
+def test_resize_within_tolerance_of_cv2_for_shrink_enlarge_and_mixed(name):
+    flag, resize = RESIZERS[name]
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        h, w, oh, ow = (int(v) for v in rng.integers(5, 300, 4))
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noise: the worst case for rounding
+        ours = resize(_chw(image), (oh, ow))
+        ref = cv2.resize(image, (ow, oh), interpolation=flag)
+        assert np.abs(ours.permute(1, 2, 0).numpy().astype(int) - ref.astype(int)).max() <= saot_torch.PIXEL_TOLERANCE
+
+
+def test_resizes_do_not_depend_on_the_thread_count():
+    image = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (3, 300, 420), dtype=np.uint8))
+    sizes = [((644, 798), False), ((210, 266), True), ((400, 500), True)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = [saot_torch.resize_rgb(image, size, area) for size, area in sizes]
+        torch.set_num_threads(max(2, threads))
+        multi = [saot_torch.resize_rgb(image, size, area) for size, area in sizes]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(single, multi))
+
+
+def test_lite_global_views_are_336_and_match_cv2_area():
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (200, 500), (100, 90))]
+    views = saot_torch.global_views([_chw(i) for i in images])
+    for image, view in zip(images, views):
+        ref = cv2.resize(image, (336, 336), interpolation=cv2.INTER_AREA)
+        assert view.shape == (3, 336, 336)
+        assert np.abs(view.permute(1, 2, 0).numpy().astype(int) - ref.astype(int)).max() <= saot_torch.PIXEL_TOLERANCE

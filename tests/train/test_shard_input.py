@@ -1,0 +1,108 @@
+"""Training from real shards written by `pipelines.shard` (the colleague's writer and reader)."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipelines.shard import ShardLimits, encode_sample, write_index, write_shards
+from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
+from tokenization.chat import RenderConfig
+from tokenization.saot import SaotConfig
+from train.config import load_config
+from train.data import Loader
+from train.shard_input import ShardSource, example_from_shard
+from train.shards import iter_shards
+from train.tokenizer import char_tokenizer
+from train.train import train
+from tests.train.test_train import TINY, logged
+
+SIDE = 32
+
+
+def square(y, x, size):
+    m = np.zeros((SIDE, SIDE), dtype=np.uint8)
+    m[y : y + size, x : x + size] = 1
+    return masks.encode(m)
+
+
+def sample(i: int, kind: str, regions: list[list[tuple[int, tuple]]]) -> Sample:
+    """`regions`: per region, [(frame, (y, x, size)), ...]."""
+    frames = [f"v{i}/{k}.png" for k in range(3)] if kind == "video" else []
+    names = " and ".join(f"<obj{r}>" for r in range(len(regions))) or "the scene"
+    return Sample(
+        id=f"demo/train/{i}", source="demo", subset="train", split="train", license="CC0-1.0",
+        task="region_qa" if regions else "general_qa",
+        media=Media(kind=kind, path=f"v{i}" if frames else f"{i}.png", frames=frames, fps=1.0 if frames else None,
+                    width=SIDE, height=SIDE),
+        regions=[Region(prompt="mask", mask_origin="annotation",
+                        frames=[RegionFrame(frame=f, mask=square(*box)) for f, box in r]) for r in regions],
+        conversation=[Turn(role="user", text=f"Describe {names}."), Turn(role="assistant", text=f"thing {i}")],
+        provenance=Provenance(file="demo.json", locator=str(i), adapter="demo", adapter_version="1"),
+    )
+
+
+SAMPLES = [
+    sample(0, "image", [[(0, (4, 4, 12))]]),
+    sample(1, "video", [[(0, (2, 2, 10)), (2, (8, 8, 10))], [(1, (16, 16, 12))]]),  # region 0 misses frame 1
+    sample(2, "image", []),
+    sample(3, "image", [[(0, (10, 12, 14))], [(0, (1, 1, 9))]]),
+]
+
+
+def write_stage(root, dest, lite):
+    rng = np.random.default_rng(0)
+    for s in SAMPLES:
+        for rel in s.media.frames or [s.media.path]:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / rel)
+    cfg = SaotConfig(lite=lite, n=4)
+    outcomes = [(i, s.key, encode_sample(s, root, cfg, torch.device("cpu"))) for i, s in enumerate(SAMPLES)]
+    dest.mkdir(parents=True)
+    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)), "demo", cfg)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    base = tmp_path_factory.mktemp("shards")
+    return {lite: write_stage(base / "media", base / ("lite" if lite else "full"), lite) for lite in (False, True)}
+
+
+def test_video_example_has_sampled_frames_and_saot_counts(stages):
+    shard = next(s for s in iter_shards(sorted(stages[False].glob("*.tar"))) if s.sample.id == "demo/train/1")
+    ex = example_from_shard(shard, image_size=28, local_size=28, lite=False)
+    assert ex.frames.shape == (3, 3, 28, 28) and ex.frame_times == [0.0, 1.0, 2.0]
+    assert [[v.tokens for v in r] for r in ex.objects] == [[o.token_count for o in shard.objects_of(r)] for r in (0, 1)]
+    assert ex.frames.min() >= -1 and ex.frames.max() <= 1
+    lite_shard = next(s for s in iter_shards(sorted(stages[True].glob("*.tar"))) if s.sample.id == "demo/train/1")
+    lite = example_from_shard(lite_shard, image_size=28, local_size=28, lite=True)
+    assert lite.frames.shape[0] == 3 and [v.frame for v in lite.objects[0]] == [0, 2]  # annotated frames 0, 1, 2
+    assert lite.objects[0][0].local.shape == (3, 28, 28)
+
+
+def test_shard_source_streams_every_sample_once_per_epoch(stages):
+    tok = char_tokenizer()
+    source = ShardSource(stages[False], tok, RenderConfig(), image_tokens=4, image_size=28, local_size=28, buffer=2)
+    keys = [raw["__key__"] for raw in source.stream(0, 0)]
+    assert len(source) == 4 and sorted(keys) == sorted(s.key for s in SAMPLES)
+    assert keys == [raw["__key__"] for raw in source.stream(0, 0)]
+    batch = next(Loader(source, 2, 0, 1, 0, tok.pad_token_id).batches())
+    assert batch.input_ids.shape[0] == 2
+
+
+@pytest.mark.parametrize("framework", ["pixelrefer", "lite"])
+def test_train_from_shards_and_resume(tmp_path, stages, framework):
+    args = [f"data.shards={stages[framework == 'lite']}", f"model.framework={framework}", "optim.global_batch=2",
+            "optim.micro_batch=1", "optim.steps=4", "save_every=2", "data.shuffle_buffer=2"]
+    whole = train(load_config(TINY, [f"output_dir={tmp_path / 'a'}", *args]))
+    assert all(math.isfinite(v) for v in whole) and len(whole) == 4
+    train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
+    shutil.rmtree(tmp_path / "b" / "step_000004")  # as if the run died after step 3
+    train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
+    assert logged(tmp_path / "b") == logged(tmp_path / "a") == whole
+    assert json.loads((tmp_path / "a" / "step_000004" / "meta.json").read_text())["loader"] == {"batches": 8}

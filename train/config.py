@@ -1,0 +1,182 @@
+"""Typed trainer configuration: dataclasses loaded from YAML, with dotted `key=value` CLI overrides.
+
+    cfg = load_config("train/configs/tiny.yaml", ["optim.steps=20", "model.framework=lite"])
+
+Unknown keys are errors (a typo never silently falls back to a default). The resolved config is
+stored in every checkpoint (`config.yaml`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    framework: Literal["pixelrefer", "lite"] = "pixelrefer"
+    """`pixelrefer` (Vision-Object) or `lite` (Object-Only, Object-Centric Infusion)."""
+    llm: str = "tiny-qwen2"
+    """A preset of train.model.LLM_PRESETS (random init) or a local Hugging Face folder (e.g. Qwen2.5)."""
+    vision: str = "tiny-siglip"
+    """A preset of train.model.VISION_PRESETS or a local vision-tower folder (e.g. SigLIP)."""
+    tokenizer: str = "char"
+    """`char` (built-in character tokenizer) or a local tokenizer folder (usually the LLM's)."""
+    vision_select_layer: int = -2
+    """Hidden layer of the vision tower whose features are used (official: -2)."""
+    object_tokens: int = 32
+    """n: most object tokens per region frame (Lite: exactly n)."""
+    kmeans_iterations: int = 5
+    """k-means iterations of the object encoder (official: 5; Lite: 3)."""
+    infusion_heads: int = 8
+    """Attention heads of Object-Centric Infusion (Lite)."""
+    gradient_checkpointing: bool = False
+    """Recompute LLM activations in backward to save memory."""
+    seed: int = 0
+    """Seed of the random init and of the k-means initialisation."""
+
+
+@dataclass
+class DataConfig:
+    shards: str = ""
+    """Folder of WebDataset shards (`pixelrefer shard` output); empty: use `synthetic` examples."""
+    synthetic: int = 8
+    """Number of generated examples when `shards` is empty (CPU demo and tests)."""
+    image_size: int = 28
+    """Side of the square global view given to the vision tower (Lite: 336 officially)."""
+    local_size: int = 28
+    """Side of the Lite local view of each region (official: 224)."""
+    workers: int = 0
+    """DataLoader worker processes per rank (0: load in the training process)."""
+    shuffle_buffer: int = 64
+    """Samples in the seeded shuffle buffer of the shard stream."""
+    max_length: int = 16384
+    """Longest rendered sample in tokens; longer ones lose trailing rounds or are rejected."""
+    seed: int = 0
+    """Seed of the per-epoch shuffle."""
+
+
+@dataclass
+class GroupConfig:
+    name: str
+    include: list[str]
+    """Glob patterns over parameter names (fnmatch)."""
+    lr: float
+    weight_decay: float = 0.0
+
+
+def _stage1_groups() -> list[GroupConfig]:
+    return [
+        GroupConfig("llm", ["llm.*"], 1e-5),
+        GroupConfig("projector", ["projector.*"], 1e-5),
+        GroupConfig("object_encoder", ["object_encoder.*", "infusion.*"], 1e-3),
+    ]
+
+
+@dataclass
+class OptimConfig:
+    groups: list[GroupConfig] = field(default_factory=_stage1_groups)
+    """Parameter groups; together they must cover every trainable parameter exactly once."""
+    frozen: list[str] = field(default_factory=lambda: ["vision.*"])
+    """Globs of parameters that are frozen and left out of the optimizer."""
+    global_batch: int = 256
+    """Samples per optimizer step over all ranks (official: 256)."""
+    micro_batch: int = 2
+    """Samples per forward pass per rank; accumulation = global_batch / (micro_batch * world)."""
+    epochs: float = 1.0
+    """Passes over the data; sets the step count unless `steps` is given."""
+    steps: int = 0
+    """Optimizer steps (0: from epochs and the dataset size)."""
+    warmup_ratio: float = 0.03
+    """Fraction of the steps with linear warmup, then cosine decay to 0."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0
+    """Max global gradient norm (0: no clipping)."""
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    output_dir: str = "runs/tiny"
+    """Checkpoints, logs and the resolved config go here; an existing run there is resumed."""
+    init_from: str = ""
+    """Model weights that start this run (stage 2 from stage 1): a step_* folder, or a run folder (its newest step)."""
+    save_every: int = 0
+    """Checkpoint every N steps (0: only at the end)."""
+    log_every: int = 1
+    """Write a JSONL log line every N steps."""
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Multi-process strategy under torchrun (FSDP2 shards each decoder layer)."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU, which trains in fp32)."""
+
+    def __post_init__(self):
+        init, out = Path(self.init_from).resolve(), Path(self.output_dir).resolve()
+        if self.init_from and out in (init, init.parent):
+            raise ValueError(f"init_from {self.init_from} is inside output_dir {self.output_dir}: "
+                             "give stage 2 its own output_dir")
+
+    def accumulation(self, world: int) -> int:
+        per_step = self.optim.micro_batch * world
+        if self.optim.global_batch % per_step:
+            raise ValueError(f"optim.global_batch {self.optim.global_batch} is not a multiple of "
+                             f"micro_batch x world = {per_step}")
+        return self.optim.global_batch // per_step
+
+
+def _build(cls: type, value: Any, where: str) -> Any:
+    """Turn plain YAML values into the (nested) dataclass / list types of `cls`."""
+    origin = typing.get_origin(cls)
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where or 'config'}: expected a mapping, got {value!r}")
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"{where or 'config'}: unknown keys {unknown}; known: {sorted(names)}")
+        return cls(**{k: _build(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in value.items()})
+    if origin is list:
+        return [_build(typing.get_args(cls)[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        return tuple(value)
+    if origin is Literal:
+        if value not in typing.get_args(cls):
+            raise ValueError(f"{where}: {value!r} is not one of {list(typing.get_args(cls))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if cls is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def apply_override(tree: dict, override: str) -> None:
+    """`a.b.c=value` (value parsed as YAML) sets tree['a']['b']['c']."""
+    key, sep, raw = override.partition("=")
+    if not sep:
+        raise ValueError(f"override {override!r} is not key=value (e.g. optim.steps=20)")
+    *parents, leaf = key.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    tree = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    for o in overrides:
+        apply_override(tree, o)
+    return _build(TrainConfig, tree, "")
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

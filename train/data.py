@@ -1,0 +1,236 @@
+"""Trainer input: typed examples -> rendered token ids -> padded `RegionBatch`es, split per rank.
+
+An `Example` is one sample with its pixels ready for the model: global views of its frames and,
+per region and region frame, the SAOT crop with its grid mask, position grid and token count
+(what the shards hold). `encode` renders it (tokenization.chat) and orders the region frames as
+their token groups appear; `collate` pads a list of encoded examples into a `RegionBatch`;
+`Loader` deals fixed-size micro-batches to each rank from a source's seeded per-epoch order
+(`InMemory` here, shards in `train.shard_input`), with a resumable position (`state_dict`).
+
+    loader = Loader(InMemory(encoded), micro_batch=2, rank=0, world=1, seed=0, pad_id=tok.pad_token_id)
+    for batch in loader.batches(): loss_sum, n = model(batch)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from schemas import Reject, Sample
+from tokenization.chat import IGNORE_INDEX, RenderConfig, VisualTokens, render
+
+
+@dataclass
+class ObjectView:
+    """One region on one frame, as the SAOT precompute produced it."""
+
+    crop: torch.Tensor
+    """(3, h, w) normalised crop, h and w multiples of the patch size."""
+    grid: torch.Tensor
+    """(h / patch, w / patch) float grid mask."""
+    pos: torch.Tensor
+    """(h / patch, w / patch, 2) relative frame coordinates of each cell."""
+    tokens: int
+    """Object tokens (tokenization.saot.token_count of `grid`)."""
+    frame: int = 0
+    """Index of the frame in the example's `frames` (the Lite global view); in a batch: global index."""
+    local: torch.Tensor | None = None
+    """(3, L, L) Lite local view; filled from `crop` by `encode` when missing."""
+
+
+@dataclass
+class Example:
+    sample: Sample
+    frames: torch.Tensor
+    """(F, 3, S, S) normalised global views."""
+    frame_times: list[float]
+    """Seconds of each global frame (videos; empty for images)."""
+    objects: list[list[ObjectView]]
+    """Per region, per region frame."""
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    frames: torch.Tensor
+    image_in_text: bool
+    """Whether the global frames' features are given to the LLM (`<image>` tokens present)."""
+    objects: list[ObjectView]
+    """Region frames in the order their `<REGION>` groups appear in `input_ids`."""
+
+
+@dataclass
+class RegionBatch:
+    """A padded micro-batch.
+
+    input_ids, labels, attention_mask: (B, T); images: (N_frames, 3, S, S) of all samples in
+    order, or None; image_in_text: (N_frames,) bool; objects: region frames in scatter order.
+    """
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    attention_mask: torch.Tensor
+    images: torch.Tensor | None
+    image_in_text: torch.Tensor
+    objects: list[ObjectView] = field(default_factory=list)
+
+    @property
+    def supervised(self) -> int:
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+    def to(self, device: torch.device) -> RegionBatch:
+        def move(o: ObjectView) -> ObjectView:
+            local = o.local.to(device) if o.local is not None else None
+            return ObjectView(o.crop.to(device), o.grid.to(device), o.pos.to(device), o.tokens, o.frame, local)
+
+        images = self.images.to(device) if self.images is not None else None
+        return RegionBatch(self.input_ids.to(device), self.labels.to(device), self.attention_mask.to(device),
+                           images, self.image_in_text.to(device), [move(o) for o in self.objects])
+
+
+def encode(example: Example, tokenizer, cfg: RenderConfig, image_tokens: int, local_size: int) -> Encoded:
+    """Render one example; raises `Reject` (too_long, token_count_mismatch)."""
+    visual = VisualTokens(
+        frame_tokens=[image_tokens] * example.frames.shape[0],
+        frame_times=example.frame_times,
+        region_tokens=[[o.tokens for o in views] for views in example.objects],
+    )
+    out = render(example.sample, visual, tokenizer, cfg)
+    lite = cfg.layout == "lite"
+    objects = []
+    for r in out.region_order:
+        for view in example.objects[r]:
+            if lite:
+                tokens = cfg.lite_tokens
+                local = view.local if view.local is not None else _resize(view.crop, local_size)
+                view = ObjectView(view.crop, view.grid, view.pos, tokens, view.frame, local)
+            objects.append(view)
+    image_in_text = not lite or not example.sample.regions
+    return Encoded(out.input_ids, out.labels, example.frames, image_in_text, objects)
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(image[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+
+
+def encode_all(examples: Sequence[Example], tokenizer, cfg: RenderConfig, image_tokens: int,
+               local_size: int) -> tuple[list[Encoded], Counter]:
+    """Encode every example; rejected ones are left out and counted by reason."""
+    kept, rejects = [], Counter()
+    for ex in examples:
+        try:
+            kept.append(encode(ex, tokenizer, cfg, image_tokens, local_size))
+        except Reject as r:
+            rejects[r.reason] += 1
+    return kept, rejects
+
+
+def collate(items: Sequence[Encoded], pad_id: int) -> RegionBatch:
+    """Right-pad ids with `pad_id` and labels with IGNORE_INDEX; concatenate frames and objects.
+
+    Example: two items of 3 and 2 tokens give input_ids [[a, b, c], [d, e, pad]],
+    attention_mask [[1, 1, 1], [1, 1, 0]].
+    """
+    width = max(len(it.input_ids) for it in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    objects, frames, in_text, offset = [], [], [], 0
+    for b, it in enumerate(items):
+        n = len(it.input_ids)
+        ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(it.input_ids), torch.tensor(it.labels), 1
+        objects += [ObjectView(o.crop, o.grid, o.pos, o.tokens, o.frame + offset, o.local) for o in it.objects]
+        frames.append(it.frames)
+        in_text += [it.image_in_text] * it.frames.shape[0]
+        offset += it.frames.shape[0]
+    images = torch.cat(frames) if offset else None
+    return RegionBatch(ids, labels, mask, images, torch.tensor(in_text, dtype=torch.bool), objects)
+
+
+class InMemory:
+    """A list of already encoded items as a loader source (generated examples, tests)."""
+
+    def __init__(self, items: Sequence[Encoded]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def stream(self, epoch: int, seed: int) -> Iterator[Encoded]:
+        perm = torch.randperm(len(self.items), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        return (self.items[i] for i in perm.tolist())
+
+    def encode(self, item: Encoded) -> Encoded:
+        return item
+
+
+class Loader(torch.utils.data.IterableDataset):
+    """Micro-batches for one rank, in a fixed global order that resumes exactly.
+
+    Epoch e reads `source.stream(e, seed)` (the same shuffled order on every rank). Node split:
+    rank r keeps stream positions p with p % world == r, cut so every rank gets the same number
+    of full micro-batches (no DDP hang at epoch end). Batch g (counted over all epochs) is built by
+    DataLoader worker g % workers, so round-robin collection keeps the order for any worker count;
+    items of other ranks' positions and of other workers' batches are never encoded. The position
+    is the number of batches consumed (`state_dict`).
+    """
+
+    def __init__(self, source, micro_batch: int, rank: int, world: int, seed: int, pad_id: int):
+        self.source, self.micro_batch, self.rank, self.world = source, micro_batch, rank, world
+        self.seed, self.pad_id = seed, pad_id
+        self.batches_per_epoch = len(source) // world // micro_batch
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{len(source)} samples cannot fill one micro-batch of {micro_batch} on each of {world} ranks")
+        self.consumed = 0
+
+    def state_dict(self) -> dict:
+        return {"batches": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.consumed = state["batches"]
+
+    def batches(self) -> Iterator[RegionBatch]:
+        """Batches from the current position on, counting them (for single-process loading)."""
+        for batch in self:
+            self.consumed += 1
+            yield batch
+
+    def __iter__(self) -> Iterator[RegionBatch]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        g = self.consumed
+        while True:
+            epoch, first = divmod(g, self.batches_per_epoch)
+            per_rank = self.batches_per_epoch * self.micro_batch
+            group: list = []
+            for p, raw in enumerate(self.source.stream(epoch, self.seed)):
+                if p >= per_rank * self.world or p % self.world != self.rank:
+                    continue
+                b = (p // self.world) // self.micro_batch  # batch index of this item within the epoch
+                gb = epoch * self.batches_per_epoch + b
+                if b >= first and gb % workers == worker:
+                    group.append(raw)
+                    if len(group) == self.micro_batch:
+                        yield self._collate(group)
+                        group = []
+            g = (epoch + 1) * self.batches_per_epoch
+
+    def _collate(self, group: list) -> RegionBatch:
+        """Encode and pad; a rejected item leaves the batch (reported on stderr, never silently)."""
+        items, rejected = [], []
+        for raw in group:
+            try:
+                items.append(self.source.encode(raw))
+            except Reject as r:
+                rejected.append(str(r))
+        for message in rejected:
+            print(f"rank {self.rank}: skipped {message}", file=sys.stderr)
+        if not items:
+            raise ValueError(f"every sample of a micro-batch was rejected: {rejected}")
+        return collate(items, self.pad_id)
