@@ -4,8 +4,9 @@
 
 Sections: samples per source and task, licences (non-commercial ones flagged), rejects by reason
 with example locators, histograms (region area, regions per sample, frames per video region,
-and, when shards exist, object tokens per sample and SAOT scale factors), the recipe's requested
-vs achieved mixture when a mix report exists, and a gallery of inspected samples. Everything is
+and from the shards object tokens per sample and SAOT scale factors),
+each mixed recipe's requested vs achieved counts per entry (from `stats/mix-<recipe>.json`), and
+a gallery of inspected samples. Everything is
 computed from the build's own files; charts are inline SVG and images are embedded, so the page
 opens anywhere without a server.
 """
@@ -18,6 +19,7 @@ import html
 import json
 import math
 import sys
+import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -82,6 +84,32 @@ def read_rejects(out: Path, examples: int = 3) -> list[tuple[str, str, int, list
     return rows
 
 
+def shard_facts(out: Path) -> dict[str, list[float]]:
+    """Object tokens per sample and SAOT scale factors, from the sample JSON of every shard."""
+    tokens, scales = [], []
+    for tar_path in sorted((out / "shards").glob("*/*/[0-9]*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    objects = json.load(tar.extractfile(member))["objects"]
+                    tokens.append(sum(o["token_count"] for o in objects))
+                    scales += [o["scale"] for o in objects]
+    return {"tokens_per_sample": tokens, "saot_scale": scales}
+
+
+def mixture_sections(out: Path) -> list[str]:
+    """One table per mixed recipe: per stage and entry, requested vs available vs selected."""
+    sections = []
+    for path in sorted((out / "stats").glob("mix-*.json")):
+        mix = json.loads(path.read_text(encoding="utf-8"))
+        rows = [(html.escape(stage), html.escape(r["name"]), html.escape(r["source"]), html.escape(r["status"]),
+                 r["requested"], "-" if r["available"] is None else r["available"], r["duplicates"], r["selected"])
+                for stage, entries in mix["stages"].items() for r in entries]
+        sections.append(f"<h2>Mixture: recipe {html.escape(mix['recipe'])} (requested vs achieved)</h2>"
+                        + _table(["stage", "entry", "source", "status", "requested", "available", "duplicates", "selected"], rows))
+    return sections
+
+
 def svg_histogram(values: Sequence[float], title: str, log_x: bool = False, bins: int = 20) -> str:
     """An inline SVG bar chart of `values` (log10 bins when `log_x`)."""
     if not values:
@@ -132,7 +160,9 @@ def build_html(out: Path, facts: dict, rejects: list, gallery: list[Path], extra
         "<h2>Distributions</h2>"
         + svg_histogram(facts["region_area"], "region area in pixels (first frame, log scale)", log_x=True)
         + svg_histogram(facts["regions_per_sample"], "regions per sample")
-        + svg_histogram(facts["frames_per_video_region"], "frames per video region"),
+        + svg_histogram(facts["frames_per_video_region"], "frames per video region")
+        + svg_histogram(facts["tokens_per_sample"], "object tokens per sample (shards)")
+        + svg_histogram(facts["saot_scale"], "SAOT scale factor per region frame (shards, log scale)", log_x=True),
         *extra_sections,
         "<h2>Gallery</h2>" + "".join(_img(p) for p in gallery),
     ]
@@ -150,7 +180,8 @@ def write_report(out: Path, per_source: int = 2, seed: int = 0) -> Path:
     report_dir = out / "report"
     chosen = [s for src in sorted({s.source for s in samples}) for s in pick(samples, source=src, count=per_source, seed=seed)]
     gallery = inspect(out, chosen, report_dir)
-    page = build_html(out, dataset_facts(samples), read_rejects(out), gallery)
+    facts = {**dataset_facts(samples), **shard_facts(out)}
+    page = build_html(out, facts, read_rejects(out), gallery, mixture_sections(out))
     path = report_dir / "index.html"
     path.write_text(page, encoding="utf-8")
     return path

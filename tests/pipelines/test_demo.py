@@ -30,6 +30,9 @@ def test_demo_runs_every_stage_and_a_rerun_skips_them(tmp_path):
         assert f"train {stage}: loss {log[0]['loss']:.4f} at step 1 -> {log[-1]['loss']:.4f} at step 2 ({out / 'train' / stage})" in lines
     page = (out / "report" / "index.html").read_text()
     assert "<h2>Gallery</h2>" in page and page.count("data:image/png;base64,") >= 9
+    sharded = sum(json.loads((out / "shards" / "demo" / s / "index.json").read_text())["samples"] for s in ["stage1", "stage2"])
+    assert f"object tokens per sample (shards) (n={sharded})" in page
+    assert "<h2>Mixture: recipe demo (requested vs achieved)</h2>" in page
     assert lines[-1] == f"report: {out / 'report' / 'index.html'}"
 
     second = demo(out)

@@ -88,3 +88,19 @@ def test_report_holds_counts_rejects_licences_and_gallery(tmp_path):
     assert "<tr><td>CC-BY-4.0</td><td>lvis</td><td></td></tr>" in page
     assert page.count('src="data:image/png;base64,') == 1
     assert "region area in pixels (first frame, log scale) (n=2)" in page
+    assert "Mixture" not in page  # nothing mixed yet
+    assert "object tokens per sample (shards): no data" in page  # nor sharded
+
+
+def test_report_shows_requested_vs_achieved_mixture(tmp_path):
+    _, out, _ = make_build(tmp_path)
+    write_json_atomic(out / "stats/mix-demo.json", {"recipe": "demo", "seed": 0, "duplicates_removed": 1, "stages": {
+        "stage1": [{"name": "lvis", "source": "lvis", "status": "covered", "count": 5, "fraction": None,
+                    "requested": 5, "available": 2, "duplicates": 1, "selected": 1},
+                   {"name": "vcr", "source": "vcr", "status": "not-yet-supported", "count": 9, "fraction": None,
+                    "requested": 9, "available": None, "duplicates": 0, "selected": 0}]}})
+    assert main(["report", str(out)]) == 0
+    page = (out / "report" / "index.html").read_text()
+    assert "<h2>Mixture: recipe demo (requested vs achieved)</h2>" in page
+    assert "<tr><td>stage1</td><td>lvis</td><td>lvis</td><td>covered</td><td>5</td><td>2</td><td>1</td><td>1</td></tr>" in page
+    assert "<tr><td>stage1</td><td>vcr</td><td>vcr</td><td>not-yet-supported</td><td>9</td><td>-</td><td>0</td><td>0</td></tr>" in page
