@@ -104,10 +104,7 @@ def rejects_sidecar(part_path: Path) -> Path:
 
 
 def _write_lines(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    workspace.write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
 
 
 def _reusable(path: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
@@ -204,10 +201,7 @@ def _finish(adapter: Adapter, root: Path, out: Path, parts: list[Part]) -> dict[
                 raise IngestError(f"source {adapter.name}: sample id {sample_id} is in {seen[sample_id]} and "
                                   f"{path.name}; the adapter must give unique ids (fix the adapter)")
             seen[sample_id] = path.name
-    (out / "rejects").mkdir(parents=True, exist_ok=True)
-    tmp = out / "rejects" / f"{adapter.name}.jsonl.tmp"
-    tmp.write_text("".join(rejects), encoding="utf-8")
-    tmp.replace(out / "rejects" / f"{adapter.name}.jsonl")
+    workspace.write_text_atomic(out / "rejects" / f"{adapter.name}.jsonl", "".join(rejects))
     return {"source": adapter.name, "root": str(root), "adapter_version": adapter.version,
             "parts": len(parts), "complete_parts": complete, "read": totals["read"], "written": totals["written"],
             "rejected": sum(reasons.values()), "rejected_by_reason": dict(sorted(reasons.items())),

@@ -27,6 +27,7 @@ from pathlib import Path
 from pipelines.inspect import inspect, iter_unified
 from pipelines.render import pick
 from schemas import Sample, masks
+from schemas.arrow import read_parquet
 
 NON_COMMERCIAL_MARKERS = ("NC", "NONCOMMERCIAL", "NON-COMMERCIAL", "RESEARCH")
 
@@ -43,7 +44,7 @@ def is_non_commercial(licence: str) -> bool:
 
 
 def dataset_facts(samples: Iterable[Sample]) -> dict:
-    """Counts and distributions of the unified samples, in plain JSON-able values."""
+    """Counts and distributions of the unified samples (streamed), in plain JSON-able values."""
     per_source_task: Counter = Counter()
     licences: dict[str, set[str]] = defaultdict(set)
     region_area, regions_per_sample, frames_per_video_region = [], [], []
@@ -174,13 +175,21 @@ def build_html(out: Path, facts: dict, rejects: list, gallery: list[Path], extra
             f"<p>Build folder: <code>{esc(str(out))}</code></p>{''.join(sections)}</body></html>\n")
 
 
+def gallery_samples(out: Path, per_source: int, seed: int) -> list[Sample]:
+    """A seeded pick of each source's samples from its first part, so memory stays at one part."""
+    chosen = []
+    for source_dir in sorted((out / "unified").iterdir()):
+        first = next(iter(sorted(source_dir.glob("part-*.parquet"))), None)
+        if first is not None:
+            chosen += pick(read_parquet(first), count=per_source, seed=seed)
+    return chosen
+
+
 def write_report(out: Path, per_source: int = 2, seed: int = 0) -> Path:
     """Compute everything from the build folder and write OUT/report/index.html (+ gallery PNGs)."""
-    samples = list(iter_unified(out))
     report_dir = out / "report"
-    chosen = [s for src in sorted({s.source for s in samples}) for s in pick(samples, source=src, count=per_source, seed=seed)]
-    gallery = inspect(out, chosen, report_dir)
-    facts = {**dataset_facts(samples), **shard_facts(out)}
+    gallery = inspect(out, gallery_samples(out, per_source, seed), report_dir)
+    facts = {**dataset_facts(iter_unified(out)), **shard_facts(out)}
     page = build_html(out, facts, read_rejects(out), gallery, mixture_sections(out))
     path = report_dir / "index.html"
     path.write_text(page, encoding="utf-8")

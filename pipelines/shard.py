@@ -45,7 +45,7 @@ from tqdm import tqdm
 from pipelines import workspace
 from schemas import Reject, Sample
 from schemas import masks
-from sources.media import read_media_bytes
+from sources.media import MissingFrame, load_frames, read_media_bytes
 from tokenization import saot, saot_torch
 from tokenization.saot import SaotConfig
 from train.shards import FORMAT
@@ -124,18 +124,6 @@ def _local_views(where: list[tuple[int, int]], cfg: SaotConfig) -> list[int]:
     return [first.setdefault(frame, i) for i, (_, frame) in enumerate(where)]
 
 
-def _video_file_frames(root: Path, path: str, wanted: list[int], locator: str) -> dict[int, bytes]:
-    """PNG bytes of the `wanted` frame indices of a video file, decoded in order with PyAV."""
-    out: dict[int, bytes] = {}
-    with av.open(io.BytesIO(read_media_bytes(root, path))) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i in wanted:
-                out[i] = _png(torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1))
-            if len(out) == len(wanted):
-                return out
-    raise Reject("frame_out_of_range", f"{path} has fewer frames than frame {max(set(wanted) - set(out))}", locator)
-
-
 def _frame_files(sample: Sample, root: Path, annotated: list[int]) -> tuple[dict[int, tuple[str, bytes]], list[int], dict]:
     """(frame -> (path, bytes)) of the frames to store, the sampled frames and their timestamps."""
     media = sample.media
@@ -150,7 +138,11 @@ def _frame_files(sample: Sample, root: Path, annotated: list[int]) -> tuple[dict
     if media.frames:
         files = {f: (media.frames[f], read_media_bytes(root, media.frames[f])) for f in wanted}
     else:  # a video file: stored frames are lossless PNGs of the decoded frames
-        files = {f: ("frame.png", data) for f, data in _video_file_frames(root, media.path, wanted, sample.id).items()}
+        try:
+            decoded = load_frames(sample, root, wanted)
+        except MissingFrame as err:
+            raise Reject("frame_out_of_range", str(err), sample.id) from None
+        files = {f: ("frame.png", _png(torch.from_numpy(rgb).permute(2, 0, 1))) for f, rgb in decoded.items()}
     return files, sampled, timestamps
 
 

@@ -50,12 +50,17 @@ def is_complete(data_path: Path) -> bool:
     return marker_path(data_path).is_file() and data_path.is_file()
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Deterministic JSON (sorted keys, indent 1), written to a temp name and renamed."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text to a temp name and rename it, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Deterministic JSON (sorted keys, indent 1), written atomically."""
+    write_text_atomic(path, json.dumps(value, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
 
 
 def write_part(path: Path, samples: Iterable[Sample], marker: dict[str, Any]) -> None:

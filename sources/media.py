@@ -22,6 +22,10 @@ from schemas import Sample
 from sources.base import resolve_inside
 
 
+class MissingFrame(FileNotFoundError):
+    """A frame index past the end of a video file (a FileNotFoundError, like any missing media)."""
+
+
 def read_media_bytes(root: Path, relative: str) -> bytes:
     """Bytes of a media file (or tar member) under `root`; raises FileNotFoundError naming it."""
     parts = Path(relative).parts
@@ -60,6 +64,6 @@ def load_frames(sample: Sample, root: Path, wanted: Iterable[int]) -> dict[int, 
                     break
         if len(images) < len(wanted):
             missing = sorted(set(wanted) - set(images))
-            raise FileNotFoundError(f"{root / media.path} has no frame {missing[0]} (decoded {index + 1} frames)")
+            raise MissingFrame(f"{root / media.path} has no frame {missing[0]} (decoded {index + 1} frames)")
     size = (media.width, media.height)
     return {f: np.asarray(im.convert("RGB").resize(size) if im.size != size else im.convert("RGB")) for f, im in images.items()}

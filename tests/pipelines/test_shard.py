@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipelines import shard, workspace
 from pipelines.cli import main
-from schemas import Media, Region, RegionFrame, Turn, masks
+from schemas import Media, Region, RegionFrame, Reject, Turn, masks
 from sources.fixtures import rect_mask, write_image
 from tests.factories import image_sample, video_sample
 from tokenization import saot, saot_torch
@@ -287,3 +287,13 @@ def test_ray_actors_write_the_same_bytes(tmp_path, ray_local):
         p.unlink()
     shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3), workers=2)
     assert _files(dest) == local
+
+
+def test_a_video_file_shorter_than_its_frame_count_is_rejected(built):
+    out, _, _ = built
+    clip = _samples()[3]
+    too_long = clip.model_validate({**clip.model_dump(), "media": {**clip.media.model_dump(), "num_frames": 12}})  # 1 fps of 3 fps: frames 0, 3, 6, 9
+    with pytest.raises(Reject) as info:
+        shard.encode_sample(too_long, out / "native", SaotConfig(), torch.device("cpu"))
+    assert info.value.reason == "frame_out_of_range"
+    assert info.value.message == f"{out / 'native' / 'clip.mov'} has no frame 9 (decoded 7 frames)"
