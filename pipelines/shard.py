@@ -48,7 +48,7 @@ from schemas import masks
 from sources.media import MissingFrame, load_frames, read_media_bytes
 from tokenization import saot, saot_torch
 from tokenization.saot import SaotConfig
-from train.shards import FORMAT
+from train.shards import FORMAT, global_view
 
 SAMPLE_FPS = 1.0  # official --fps 1
 MAX_FRAMES = 180  # official --max_frames 180
@@ -56,6 +56,7 @@ FOLDER_FPS = 3.0  # the official loader's assumption for frame folders
 ORIGINAL_IMAGE_TYPES = ("jpg", "jpeg", "png")  # stored as-is; anything else is re-encoded as PNG
 PNG_LEVEL = 1  # fixed zlib level: fast, and part of the byte-identity contract
 CHUNK = 8  # samples per Ray task
+VIEW_SIZE = 384  # stored global view of images: SigLIP-so400m-patch14-384, the PixelRefer 2B/7B vision input
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SAOT geometry: 'official' reproduces the released code (checkpoint parity); 'paper' follows the paper.")
     parser.add_argument("--lite", action="store_true",
                         help="PixelRefer-Lite: 50-patch large-object target, n tokens always, plus 336x336 and 224x224 views.")
+    parser.add_argument("--view-size", type=int, default=VIEW_SIZE,
+                        help="Also store each image's global view squashed to SxS (raw uint8, about 3*S*S bytes), so the trainer "
+                             "skips decoding and resizing when its data.image_size is S; 0: store none (default %(default)s).")
     parser.add_argument("--max-samples-per-shard", type=int, default=ShardLimits.max_samples,
                         help="Close a shard after this many samples (default %(default)s).")
     parser.add_argument("--max-shard-bytes", type=int, default=ShardLimits.max_bytes,
@@ -146,8 +150,12 @@ def _frame_files(sample: Sample, root: Path, annotated: list[int]) -> tuple[dict
     return files, sampled, timestamps
 
 
-def _store_frames(sample: Sample, root: Path, annotated: list[int], device: torch.device) -> tuple[list, list[dict], dict]:
-    """Members and metadata of the stored frames, and the annotated frames decoded on `device`."""
+def _store_frames(sample: Sample, root: Path, annotated: list[int], device: torch.device,
+                  view_size: int) -> tuple[list, list[dict], dict]:
+    """Members and metadata of the stored frames, and the annotated frames decoded on `device`.
+
+    Images also get their `view_size` global view (raw uint8); video frames do not, since a
+    clip's views would cost frames x S x S x 3 bytes (the trainer resizes those while loading)."""
     media, key = sample.media, sample.key
     files, sampled, timestamps = _frame_files(sample, root, annotated)
     members, frame_meta, decoded = [], [], {}
@@ -158,8 +166,11 @@ def _store_frames(sample: Sample, root: Path, annotated: list[int], device: torc
             decoded[f] = saot_torch.decode_rgb(data, device)
             if tuple(decoded[f].shape[1:]) != (media.height, media.width):
                 raise Reject("frame_size_mismatch", f"{path} is {tuple(decoded[f].shape[1:])}, masks are {(media.height, media.width)}", sample.id)
+        view = "view.npy" if media.kind == "image" and view_size else None
+        if view:
+            members.append((f"{key}.{view}", _npy(global_view(payload, view_size).numpy())))
         frame_meta.append({"frame": f, "timestamp": timestamps[f], "sampled": f in sampled, "annotated": f in annotated,
-                           "member": suffix, "lite_global": None})
+                           "member": suffix, "view": view, "lite_global": None})
     return members, frame_meta, decoded
 
 
@@ -180,37 +191,49 @@ def _crop_jobs(sample: Sample, annotated: list[int], cfg: SaotConfig) -> tuple[l
     return jobs, where
 
 
-def encode_sample(sample: Sample, root: Path, cfg: SaotConfig, device: torch.device) -> list[tuple[str, bytes]]:
+def native_crop(g: saot.Geometry) -> bool:
+    """Store this crop at its native size (the model resizes it on its device): an enlarged crop,
+    whose resized pixels would cost up to (resize / crop)^2 times more bytes (an 8-px object: 100x)."""
+    return g.upscale and g.crop_hw[0] * g.crop_hw[1] < g.resize_hw[0] * g.resize_hw[1]
+
+
+def encode_sample(sample: Sample, root: Path, cfg: SaotConfig, device: torch.device, view_size: int = 0) -> list[tuple[str, bytes]]:
     """The tar members `(name, bytes)` of one sample, in writing order; raises Reject."""
     key = sample.key
     annotated = sorted({rf.frame for r in sample.regions for rf in r.frames})
     jobs, where = _crop_jobs(sample, annotated, cfg)
-    members, frame_meta, decoded = _store_frames(sample, root, annotated, device)
+    members, frame_meta, decoded = _store_frames(sample, root, annotated, device, view_size)
     outs = saot_torch.tokenize_batch([decoded[f] for f in annotated], jobs, cfg)
     local_of = _local_views(where, cfg)
-    objects, grids, positions, cells = [], [], [], 0
+    local_index = {v: k for k, v in enumerate(sorted(set(local_of)))}  # stored local view of each object
+    objects, crops, grids, positions, pixels, cells = [], [], [], [], 0, 0
     for i, ((ri, f), job, out) in enumerate(zip(where, jobs, outs)):
         if out.token_count == 0:
             raise Reject("no_object_tokens", f"region {ri} frame {f}: the grid mask sums below 1", sample.id)
         g = job.geom
-        members.append((f"{key}.crop_{i:03d}.png", _png(out.crop)))
+        stored = decoded[f][(slice(None), *g.crop_slice)] if native_crop(g) else out.crop
+        crops.append(stored.cpu().numpy().ravel())
         grids.append(out.grid.numpy().ravel())
         positions.append(saot.position_grid(g).reshape(-1, 2))
-        size = g.grid_hw[0] * g.grid_hw[1]
+        size, crop_size = g.grid_hw[0] * g.grid_hw[1], crops[-1].size
         objects.append({"region": ri, "frame": f, "box": list(g.box), "frame_hw": list(g.frame_hw), "area": g.area,
                         "scale": g.scale, "crop_hw": list(g.crop_hw), "resize_hw": list(g.resize_hw),
-                        "grid_hw": list(g.grid_hw), "token_count": out.token_count, "crop": f"crop_{i:03d}.png",
-                        "cells": [cells, cells + size], "lite_local": f"local_{local_of[i]:03d}.png" if cfg.lite else None})
-        cells += size
+                        "grid_hw": list(g.grid_hw), "token_count": out.token_count, "stored_hw": list(stored.shape[1:]),
+                        "pixels": [pixels, pixels + crop_size],
+                        "cells": [cells, cells + size], "lite_local": local_index[local_of[i]] if cfg.lite else None})
+        cells, pixels = cells + size, pixels + crop_size
     if objects:
+        members.append((f"{key}.crops.npy", _npy(np.concatenate(crops))))
         members.append((f"{key}.grid.npy", _npy(np.concatenate(grids).astype(np.float32))))
         members.append((f"{key}.pos.npy", _npy(np.concatenate(positions).astype(np.float32))))
-    if cfg.lite:
-        for meta, view in zip((m for m in frame_meta if m["annotated"]), saot_torch.global_views([decoded[f] for f in annotated])):
-            meta["lite_global"] = f"global_{meta['frame']:06d}.png"
-            members.append((f"{key}.{meta['lite_global']}", _png(view)))
-        members.extend((f"{key}.local_{i:03d}.png", _png(outs[i].local)) for i in sorted(set(local_of)))
-    header = {"format": FORMAT, "sample": sample.model_dump(mode="json"), "saot": asdict(cfg),
+    if cfg.lite and objects:
+        annotated_meta = [m for m in frame_meta if m["annotated"]]
+        for k, meta in enumerate(annotated_meta):
+            meta["lite_global"] = k
+        views = saot_torch.global_views([decoded[f] for f in annotated])
+        members.append((f"{key}.lite_global.npy", _npy(torch.stack(views).cpu().numpy())))
+        members.append((f"{key}.lite_local.npy", _npy(torch.stack([outs[i].local for i in local_index]).cpu().numpy())))
+    header = {"format": FORMAT, "sample": sample.model_dump(mode="json"), "saot": asdict(cfg), "view_size": view_size,
               "frames": frame_meta, "objects": objects}
     text = json.dumps(header, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return [(f"{key}.json", text), *members]
@@ -219,9 +242,9 @@ def encode_sample(sample: Sample, root: Path, cfg: SaotConfig, device: torch.dev
 Outcome = tuple[int, str, list[tuple[str, bytes]] | dict[str, str]]  # (mix row, key, members | reject row)
 
 
-def _outcome(row: int, sample: Sample, root: Path, cfg: SaotConfig, device: torch.device) -> Outcome:
+def _outcome(row: int, sample: Sample, root: Path, cfg: SaotConfig, view_size: int, device: torch.device) -> Outcome:
     try:
-        return row, sample.key, encode_sample(sample, root, cfg, device)
+        return row, sample.key, encode_sample(sample, root, cfg, device, view_size)
     except (Reject, FileNotFoundError, masks.MaskError, av.error.FFmpegError) as err:
         reject = err if isinstance(err, Reject) else Reject("media_unreadable", str(err), sample.id)
         return row, sample.key, reject.to_dict()
@@ -230,11 +253,11 @@ def _outcome(row: int, sample: Sample, root: Path, cfg: SaotConfig, device: torc
 class _Encoder:
     """A Ray actor: encodes chunks of (row, sample JSON, root) on its own device."""
 
-    def __init__(self, cfg: SaotConfig):
-        self.cfg, self.device = cfg, saot_torch.default_device()
+    def __init__(self, cfg: SaotConfig, view_size: int):
+        self.cfg, self.view_size, self.device = cfg, view_size, saot_torch.default_device()
 
     def encode(self, chunk: list[tuple[int, str, str]]) -> list[Outcome]:
-        return [_outcome(row, Sample.model_validate_json(s), Path(root), self.cfg, self.device) for row, s, root in chunk]
+        return [_outcome(row, Sample.model_validate_json(s), Path(root), self.cfg, self.view_size, self.device) for row, s, root in chunk]
 
 
 def _chunks(rows: Iterable[tuple[int, tuple[Sample, Path]]]) -> Iterator[list[tuple[int, str, str]]]:
@@ -248,12 +271,13 @@ def _chunks(rows: Iterable[tuple[int, tuple[Sample, Path]]]) -> Iterator[list[tu
         yield chunk
 
 
-def encoded(rows: Iterable[tuple[int, tuple[Sample, Path]]], cfg: SaotConfig, workers: int, ray_address: str | None) -> Iterator[Outcome]:
+def encoded(rows: Iterable[tuple[int, tuple[Sample, Path]]], cfg: SaotConfig, view_size: int, workers: int,
+            ray_address: str | None) -> Iterator[Outcome]:
     """Outcomes in mix order: in this process, or on Ray actors (ordered map) when asked."""
     if not workers and not ray_address:
         device = saot_torch.default_device()
         for row, (sample, root) in rows:
-            yield _outcome(row, sample, root, cfg, device)
+            yield _outcome(row, sample, root, cfg, view_size, device)
         return
     import ray
     from ray.util import ActorPool
@@ -261,7 +285,7 @@ def encoded(rows: Iterable[tuple[int, tuple[Sample, Path]]], cfg: SaotConfig, wo
     ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
     actor = ray.remote(num_gpus=gpus)(_Encoder)
-    pool = ActorPool([actor.remote(cfg) for _ in range(max(1, workers))])
+    pool = ActorPool([actor.remote(cfg, view_size) for _ in range(max(1, workers))])
     for results in pool.map(lambda a, chunk: a.encode.remote(chunk), _chunks(rows)):
         yield from results
 
@@ -351,12 +375,12 @@ def write_shards(outcomes: Iterable[Outcome], dest: Path, start: int, first_row:
     return written
 
 
-def write_index(dest: Path, stats: list[dict], mix_name: str, cfg: SaotConfig) -> None:
+def write_index(dest: Path, stats: list[dict], mix_name: str, cfg: SaotConfig, view_size: int) -> None:
     """index.json, sizes.json and rejects.jsonl of a stage, from its shards' stats files."""
     rejected = Counter()
     for s in stats:
         rejected.update(s["rejected"])
-    index = {"format": FORMAT, "mix": mix_name, "saot": asdict(cfg),
+    index = {"format": FORMAT, "mix": mix_name, "saot": asdict(cfg), "view_size": view_size,
              "shards": [{k: s[k] for k in ("shard", "samples", "bytes", "sha256", "rows")} for s in stats],
              "samples": sum(s["samples"] for s in stats), "records": stats[-1]["rows"][1] if stats else 0,
              "rejected": dict(sorted(rejected.items()))}
@@ -366,12 +390,13 @@ def write_index(dest: Path, stats: list[dict], mix_name: str, cfg: SaotConfig) -
     workspace.write_json_atomic(dest / "index.json", index)
 
 
-def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, workers: int = 0, ray_address: str | None = None) -> Path:
+def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, view_size: int = VIEW_SIZE, workers: int = 0,
+                ray_address: str | None = None) -> Path:
     """Shard one mix file resumably; returns the stage's shard folder."""
     recipe, stage = mix.parent.name, mix.stem
     dest = out / "shards" / recipe / stage
     dest.mkdir(parents=True, exist_ok=True)
-    config = {"mix": f"mix/{recipe}/{stage}.parquet", "saot": asdict(cfg), "limits": asdict(limits)}
+    config = {"mix": f"mix/{recipe}/{stage}.parquet", "saot": asdict(cfg), "view_size": view_size, "limits": asdict(limits)}
     recorded = dest / "config.json"
     if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != config:
         raise ValueError(f"{dest} holds shards made with other settings ({recorded}); "
@@ -383,8 +408,8 @@ def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, work
     total = pq.read_metadata(mix).num_rows
     rows = ((r, item) for r, item in enumerate(workspace.iter_mixed_samples(out, mix)) if r >= first_row)
     progress = tqdm(rows, total=total, initial=first_row, desc=f"shard {recipe}/{stage}", unit="sample")
-    new = write_shards(encoded(progress, cfg, workers, ray_address), dest, len(done), first_row, total, limits)
-    write_index(dest, done + new, config["mix"], cfg)
+    new = write_shards(encoded(progress, cfg, view_size, workers, ray_address), dest, len(done), first_row, total, limits)
+    write_index(dest, done + new, config["mix"], cfg, view_size)
     return dest
 
 
@@ -395,7 +420,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = SaotConfig(mode=args.mode, lite=args.lite)
     limits = ShardLimits(args.max_samples_per_shard, args.max_shard_bytes)
     try:
-        dest = shard_stage(args.out, args.mix, cfg, limits, args.workers, args.ray_address)
+        dest = shard_stage(args.out, args.mix, cfg, limits, args.view_size, args.workers, args.ray_address)
     except ValueError as err:
         print(f"pixelrefer shard: {err}", flush=True)
         return 2

@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,7 +103,12 @@ def frame_time(media: Media, frame: int) -> float:
 
 
 class _Encoder:
-    """Encodes text and special-token runs with one tokenizer."""
+    """Encodes text and special-token runs with one tokenizer.
+
+    Short pieces (role headers, brackets, separators, frame times) recur in every sample; their
+    ids are memoised, since a tokenizer call costs tens of microseconds of Python overhead."""
+
+    MEMO_CHARS, MEMO_SIZE = 24, 65536
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -111,12 +117,31 @@ class _Encoder:
         if missing:
             raise ValueError(f"tokenizer lacks {missing}: call tokenization.chat.add_special_tokens(tokenizer) first")
         self.special = {t: vocab[t] for t in SPECIAL_TOKENS}
+        self.memo: dict[str, tuple[int, ...]] = {}
 
     def text(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False) if text else []
+        if not text:
+            return []
+        ids = self.memo.get(text)
+        if ids is None:
+            ids = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+            if len(text) <= self.MEMO_CHARS and len(self.memo) < self.MEMO_SIZE:
+                self.memo[text] = ids
+        return list(ids)
 
     def run(self, token: str, count: int) -> list[int]:
         return [self.special[token]] * count
+
+
+_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _encoder(tokenizer) -> _Encoder:
+    """The tokenizer's encoder, kept while the tokenizer lives (so its memo serves every sample)."""
+    enc = _ENCODERS.get(tokenizer)
+    if enc is None:
+        enc = _ENCODERS[tokenizer] = _Encoder(tokenizer)
+    return enc
 
 
 def _global_header(enc: _Encoder, media: Media, visual: VisualTokens) -> list[int]:
@@ -164,7 +189,7 @@ def _check_counts(sample: Sample, visual: VisualTokens, cfg: RenderConfig, globa
 
 def render(sample: Sample, visual: VisualTokens, tokenizer, cfg: RenderConfig = RenderConfig()) -> Rendered:
     """Render a validated sample; raise `Reject` (too_long, token_count_mismatch) when it cannot be."""
-    enc = _Encoder(tokenizer)
+    enc = _encoder(tokenizer)
     global_tokens = cfg.layout == "pixelrefer" or not sample.regions
     _check_counts(sample, visual, cfg, global_tokens)
     turns: list[tuple[list[int], list[int]]] = []

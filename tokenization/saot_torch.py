@@ -161,6 +161,14 @@ def resize_rgb(image: torch.Tensor, size: tuple[int, int], area: bool = False) -
     return _resize(image[None], size, area)[0]
 
 
+def saot_crop(crop: torch.Tensor, resize_hw: tuple[int, int]) -> torch.Tensor:
+    """A stored uint8 (3, h, w) crop brought to `resize_hw` (INTER_LINEAR, on the crop's device).
+
+    Shards keep enlarged crops at their native size (see pipelines.shard.native_crop); this is the
+    resize the writer would have done, so CPU bytes are identical to a crop stored resized."""
+    return crop if tuple(crop.shape[1:]) == tuple(resize_hw) else resize_rgb(crop, tuple(resize_hw))
+
+
 def _bucketed(items: Sequence[tuple[torch.Tensor, tuple[int, int], bool]]) -> list[torch.Tensor]:
     """Resize (image, size, area) items, one batched resize per identical (shape, size, area)."""
     buckets: dict[tuple, list[int]] = defaultdict(list)

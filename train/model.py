@@ -29,6 +29,7 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
 
 from tokenization.chat import IGNORE_INDEX
+from tokenization.saot_torch import saot_crop
 from train.config import ModelConfig
 from train.data import RegionBatch
 
@@ -145,10 +146,16 @@ class RegionMLLM(nn.Module):
         return (size // self.patch) ** 2
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) -> (N, cells, d_vision) features of the chosen layer (no grad when frozen)."""
+        """uint8 (N, 3, H, W) -> (N, cells, d_vision) features of the chosen layer (no grad when frozen).
+
+        Pixels arrive as uint8 (4x less host memory and transfer than floats) and are normalised
+        here, on the model's device, with SigLIP's mean 0.5 and std 0.5: x / 127.5 - 1."""
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"pixels must be uint8 RGB, got {pixels.dtype}")
         frozen = not any(p.requires_grad for p in self.vision.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
-            out = self.vision(pixel_values=pixels.to(self._dtype), interpolate_pos_encoding=True, output_hidden_states=True)
+            x = pixels.to(self._dtype) / 127.5 - 1.0
+            out = self.vision(pixel_values=x, interpolate_pos_encoding=True, output_hidden_states=True)
         return out.hidden_states[self.cfg.vision_select_layer]
 
     @property
@@ -159,7 +166,8 @@ class RegionMLLM(nn.Module):
         """(sum of token counts, d_llm) features of every region frame, in scatter order."""
         out = []
         for obj in batch.objects:
-            feats = self.encode_images(obj.crop[None])[0]
+            resize_hw = (obj.grid.shape[0] * self.patch, obj.grid.shape[1] * self.patch)
+            feats = self.encode_images(saot_crop(obj.crop, resize_hw)[None])[0]
             tokens = self.object_encoder.tokens(feats, obj.grid, obj.pos, obj.tokens)
             if self.infusion is not None:
                 local = self.encode_images(obj.local[None])[0]

@@ -11,59 +11,38 @@ worker reads the same order and `train.data.Loader` decides which positions it d
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 import webdataset as wds
-from PIL import Image
 
 from tokenization.chat import RenderConfig
-from train.data import Encoded, Example, ObjectView, encode
-from train.shards import ShardSample, to_shard_sample
+from train.data import Encoded, Example, ObjectView, encode, square
+from train.shards import ShardFrame, ShardSample, global_view, to_shard_sample
 
 
-def _global_view(data: bytes, size: int) -> torch.Tensor:
-    """Decode a stored frame straight to its `size` x `size` uint8 global view. JPEGs are DCT-scaled
-    while decoding (PIL draft: the smallest 1/2, 1/4 or 1/8 scale still >= size), which the official
-    loader cannot do because it crops objects from the full-resolution frame; ours are precomputed."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", (size, size))
-        frame = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
-    # uint8 antialiased bilinear: torch's fast path, and no full-resolution float copy
-    return F.interpolate(frame[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-
-
-def _decode_frames(raw: dict, size: int) -> dict:
-    """Replace the stored frame members by their global views (frames are only used for those)."""
-    frames = json.loads(raw["json"])["frames"]
-    return {**raw, **{f["member"]: _global_view(raw[f["member"]], size) for f in frames}}
-
-
-def _normalise(image: torch.Tensor, size: int | None = None) -> torch.Tensor:
-    """uint8 (3, H, W) -> float in [-1, 1] (SigLIP's mean 0.5 / std 0.5), optionally squashed to size^2."""
-    x = image.float() / 127.5 - 1.0
-    if size is not None and tuple(x.shape[1:]) != (size, size):
-        x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-    return x
+def _frame_view(f: ShardFrame, size: int, lite: bool) -> torch.Tensor:
+    """A frame's global view at `size`: the stored view when it fits (no decode), else made from the
+    stored pixels (Lite's 336 view, or the original bytes through the writer's own `global_view`)."""
+    if lite and f.lite_global is not None:
+        return square(f.lite_global, size)
+    if f.view is not None and f.view.shape[-1] == size:
+        return f.view
+    return global_view(f.data, size) if isinstance(f.data, bytes) else square(f.data, size)
 
 
 def example_from_shard(s: ShardSample, image_size: int, local_size: int, lite: bool) -> Example:
-    """Global views (sampled frames; Lite with regions: the annotated frames) and object views."""
+    """Global views (sampled frames; Lite with regions: the annotated frames) and object views, uint8."""
     objects_only = lite and bool(s.sample.regions)
     chosen = [f for f in s.frames if (f.annotated if objects_only else f.sampled)]
     index = {f.frame: k for k, f in enumerate(chosen)}
-    views = [f.lite_global if lite and f.lite_global is not None else f.image for f in chosen]
-    frames = torch.stack([_normalise(v, image_size) for v in views])
+    frames = torch.stack([_frame_view(f, image_size, lite) for f in chosen])
     times = [f.timestamp for f in chosen] if s.sample.media.kind == "video" else []
     objects = [
-        [ObjectView(_normalise(o.crop), o.grid, o.pos, o.token_count, index.get(o.frame, 0),
-                    None if o.local is None else _normalise(o.local, local_size))
+        [ObjectView(o.crop, o.grid, o.pos, o.token_count, index.get(o.frame, 0), None if o.local is None else square(o.local, local_size))
          for o in s.objects_of(r)]
         for r in range(len(s.sample.regions))
     ]
@@ -102,5 +81,5 @@ class ShardSource:
             yield pool.pop(rng.randrange(len(pool)))
 
     def encode(self, raw: dict) -> Encoded:
-        example = example_from_shard(to_shard_sample(_decode_frames(raw, self.image_size)), self.image_size, self.local_size, self.cfg.layout == "lite")
+        example = example_from_shard(to_shard_sample(raw), self.image_size, self.local_size, self.cfg.layout == "lite")
         return encode(example, self.tokenizer, self.cfg, self.image_tokens, self.local_size)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
 from tokenization import saot
-from train.data import Example, ObjectView
+from train.data import Example, ObjectView, square
 
 FRAME = 32  # side of a generated frame in pixels
 WORDS = ["red", "green", "blue", "cat", "dog", "cup"]
@@ -39,7 +39,7 @@ def synthetic_examples(count: int, seed: int, image_size: int, n_tokens: int, li
     cfg = saot.SaotConfig(lite=lite, n=n_tokens)
     out = []
     for i in range(count):
-        frame = torch.from_numpy(rng.uniform(-1, 1, (3, FRAME, FRAME)).astype(np.float32))
+        frame = torch.from_numpy(rng.integers(0, 256, (3, FRAME, FRAME), dtype=np.uint8))
         regions, views, words = [], [], []
         for _ in range(i % 3):
             side = int(rng.integers(10, 17))
@@ -60,6 +60,5 @@ def synthetic_examples(count: int, seed: int, image_size: int, n_tokens: int, li
             conversation=[Turn(role="user", text=f"What are {names}?"), Turn(role="assistant", text=" ".join(words))],
             provenance=Provenance(file="generated", locator=str(i), adapter="synthetic", adapter_version="1"),
         )
-        glob = F.interpolate(frame[None], size=(image_size, image_size), mode="bilinear", align_corners=False)
-        out.append(Example(sample, glob, [], views))
+        out.append(Example(sample, square(frame, image_size)[None], [], views))
     return out

@@ -11,10 +11,14 @@ ids (tokenization.chat with the built-in character tokenizer), collated into bat
   JSON parse, cv2 image decode, pycocotools RLE decode, per-object OpenCV SAOT crop/resize
   (`tests/benchmarks/official_saot.py`), then the same rendering and collation;
 * ours: `train.shard_input.ShardSource` + `train.data.Loader` over shards written once by
-  `pixelrefer shard`'s encoder (PNG crops, npy grids): decode and render only.
+  `pixelrefer shard`'s encoder with `--view-size 384` (raw uint8 view and crops, npy grids): no
+  image decode at all. Enlarged crops are handed over at native size; the model resizes them on
+  its device (`tokenization.saot_torch.saot_crop`), which is not timed here.
 
-Prints samples/s of each and the ratio (target >= 3x). The shard writing time is printed too:
-it is paid once per dataset, not per epoch.
+Both produce uint8 pixels; the model normalises them on its device.
+
+Prints samples/s of each and the ratio (target >= 3x), the one-off shard writing rate, and the
+disk price: shard KB per sample against the source JPEG.
 
 GPU part (`--gpu`): tokens/s and step time of a 2B-sized model (Qwen2.5-1.5B + SigLIP-so400m
 shapes, random weights, bf16) on CUDA; prints "not run on GPU" without CUDA.
@@ -90,9 +94,9 @@ def official_batches(records: list[str], root: Path, tok, cfg: RenderConfig):
                 obj = official_object(image, masks.decode(rle).astype(np.uint8))
                 grid_hw = (obj["resize_hw"][0] // 14, obj["resize_hw"][1] // 14)
                 pos = torch.from_numpy(official_positions(obj["box"], grid_hw, image.shape[:2]))
-                crop = torch.from_numpy(obj["crop"]).permute(2, 0, 1).float() / 127.5 - 1
+                crop = torch.from_numpy(obj["crop"]).permute(2, 0, 1)
                 objects.append([ObjectView(crop, obj["grid"], pos, obj["tokens"])])
-            glob = frame.permute(2, 0, 1).float()[None] / 127.5 - 1
+            glob = frame.permute(2, 0, 1)[None]
             example = Example(Sample.model_validate(rec["sample"]), glob, [], objects)
             items.append(encode(example, tok, cfg, image_tokens=(IMAGE_SIZE // 14) ** 2, local_size=224))
         yield collate(items, tok.pad_token_id)
@@ -104,20 +108,11 @@ def rate(batches, count: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def crop_costs(outcomes, samples: list[Sample], root: Path) -> tuple[float, float]:
-    """ms per object: decoding a stored PNG crop (ours) vs recomputing it from the decoded frame (official)."""
-    crops = [data for _, _, members in outcomes for name, data in members if ".crop_" in name]
-    t0 = time.perf_counter()
-    for data in crops:
-        cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    ours = (time.perf_counter() - t0) / len(crops)
-    frames = {s.id: decode_bgr_to_rgb((root / s.media.path).read_bytes()) for s in samples}
-    t0 = time.perf_counter()
-    for s in samples:
-        for r in s.regions:
-            official_object(frames[s.id], masks.decode(r.frames[0].mask.model_dump()).astype(np.uint8))
-    official = (time.perf_counter() - t0) / sum(len(s.regions) for s in samples)
-    return ours * 1000, official * 1000
+def storage(dest: Path, root: Path, count: int) -> tuple[float, float]:
+    """KB per sample: our shards (original image + raw view + raw crops + grids) vs the source JPEGs."""
+    shards = sum(p.stat().st_size for p in dest.glob("*.tar"))
+    images = sum(p.stat().st_size for p in root.glob("*.jpg"))
+    return shards / count / 1024, images / count / 1024
 
 
 def gpu_part() -> None:
@@ -168,10 +163,10 @@ def main() -> None:
         samples = make_corpus(root, args.samples, width, height)
         t0 = time.perf_counter()
         saot_cfg = SaotConfig()
-        outcomes = [(i, s.key, encode_sample(s, root, saot_cfg, torch.device("cpu"))) for i, s in enumerate(samples)]
-        write_index(dest, write_shards(outcomes, dest, 0, 0, len(samples), ShardLimits(max_samples=16)), "bench", saot_cfg)
+        outcomes = [(i, s.key, encode_sample(s, root, saot_cfg, torch.device("cpu"), IMAGE_SIZE)) for i, s in enumerate(samples)]
+        write_index(dest, write_shards(outcomes, dest, 0, 0, len(samples), ShardLimits(max_samples=16)), "bench", saot_cfg, IMAGE_SIZE)
         print(f"one-off shard writing: {len(samples) / (time.perf_counter() - t0):.1f} samples/s")
-        crop_ours, crop_official = crop_costs(outcomes, samples, root)
+        kb_shard, kb_image = storage(dest, root, args.samples)
         records = official_records(samples)
         source = ShardSource(dest, tok, cfg, (IMAGE_SIZE // 14) ** 2, IMAGE_SIZE, 224, buffer=8)
         ours = max(rate(Loader(source, BATCH, 0, 1, 0, tok.pad_token_id).batches(), args.samples) for _ in range(args.repeats))
@@ -180,8 +175,8 @@ def main() -> None:
     print(f"official-style loader: {base:.1f} samples/s")
     print(f"our shard loader:      {ours:.1f} samples/s")
     print(f"ratio ours/official:   {ours / base:.2f}x (target >= 3x)")
-    print(f"per object: PNG crop decode {crop_ours:.2f} ms (ours) vs RLE decode + OpenCV SAOT crop "
-          f"{crop_official:.2f} ms (official, frame already decoded)")
+    print(f"storage: {kb_shard:.0f} KB per sample in our shards vs {kb_image:.0f} KB per source JPEG "
+          f"(the price of raw views and crops, paid once on disk)")
     if args.gpu:
         gpu_part()
     else:

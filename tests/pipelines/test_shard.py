@@ -133,6 +133,8 @@ def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
         (0, True, False), (1, False, True), (3, True, False), (5, False, True), (6, True, False)]
     assert [f["timestamp"] for f in meta["frames"]] == [0.0, 1 / 3, 1.0, 5 / 3, 2.0]
     grid, pos = raw["grid.npy"], raw["pos.npy"]
+    assert raw["crops.npy"].dtype == np.uint8 and meta["view_size"] == 384 and [f["view"] for f in meta["frames"]] == [None] * 5
+    stop = 0
     for obj, (ri, rf) in zip(meta["objects"], [(0, 1), (0, 5), (1, 5)]):
         region_frame = {f.frame: f for f in sample.regions[ri].frames}[rf]
         decoded = masks.decode(region_frame.mask.model_dump())
@@ -143,7 +145,10 @@ def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
         assert torch.equal(torch.from_numpy(cells), saot.grid_mask(decoded[g.crop_slice], g))
         assert obj["token_count"] == saot.token_count(torch.from_numpy(cells)) == 32
         np.testing.assert_array_equal(pos[obj["cells"][0] : obj["cells"][1]].reshape(*g.grid_hw, 2), saot.position_grid(g))
-        assert raw[obj["crop"]].shape == (g.resize_hw[0], g.resize_hw[1], 3)
+        assert obj["stored_hw"] == list(g.crop_hw)  # small objects: enlarged by SAOT, so stored at native size
+        assert obj["pixels"] == [stop, stop + 3 * g.crop_hw[0] * g.crop_hw[1]]  # (3, h, w) raw, back to back
+        stop = obj["pixels"][1]
+    assert raw["crops.npy"].shape == (stop,)
     assert raw["frame_000001.png"].shape == (24, 32, 3)  # full-resolution original PNG
 
 
@@ -168,8 +173,8 @@ def test_images_keep_their_original_bytes(built):
         names = tar.getnames()
         original = tar.extractfile("lvis~val2017~1.image.jpg").read()
         infos = tar.getmembers()
-    assert names == ["lvis~val2017~1.json", "lvis~val2017~1.image.jpg", "lvis~val2017~1.crop_000.png",
-                     "lvis~val2017~1.crop_001.png", "lvis~val2017~1.grid.npy", "lvis~val2017~1.pos.npy"]
+    assert names == ["lvis~val2017~1.json", "lvis~val2017~1.image.jpg", "lvis~val2017~1.view.npy",
+                     "lvis~val2017~1.crops.npy", "lvis~val2017~1.grid.npy", "lvis~val2017~1.pos.npy"]
     assert original == (out / "native/img/a.jpg").read_bytes()
     assert {(i.mtime, i.mode, i.uid, i.gid, i.uname, i.gname) for i in infos} == {(0, 0o644, 0, 0, "", "")}
 
@@ -180,7 +185,8 @@ rows = []
 for s in wds.WebDataset(sys.argv[1:], shardshuffle=False).decode("torchrgb8"):
     m = s["json"]
     rows.append({"key": s["__key__"], "sample": m["sample"], "objects": m["objects"],
-                 "crops": [s[o["crop"]].sum().item() for o in m["objects"]],
+                 "crops": [int(s["crops.npy"][o["pixels"][0]:o["pixels"][1]].sum()) for o in m["objects"]],
+                 "views": [s[f["view"]].shape for f in m["frames"] if f["view"]],
                  "grid": s["grid.npy"].tolist(), "frames": [s[f["member"]].shape[1:] == (m["sample"]["media"]["height"], m["sample"]["media"]["width"]) for f in m["frames"]]})
 print(json.dumps(rows))
 """
@@ -201,6 +207,7 @@ def test_plain_webdataset_in_a_fresh_process_reads_every_field(built):
         assert row["grid"] == [v for o in s.objects for v in o.grid.flatten().tolist()]
         assert [o["token_count"] for o in row["objects"]] == [o.token_count for o in s.objects]
         assert all(row["frames"])
+        assert row["views"] == [[3, 384, 384] for f in s.frames if f.view is not None]
 
 
 def test_rerun_is_byte_identical_and_skips_complete_shards(built):

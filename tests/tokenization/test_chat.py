@@ -99,3 +99,11 @@ def test_tokenizer_without_specials_is_refused():
     with pytest.raises(ValueError, match="add_special_tokens"):
         render(image_sample(), VisualTokens(frame_tokens=[1], region_tokens=[[1]]), bare)
     assert add_special_tokens(bare) == 5 and add_special_tokens(bare) == 0
+
+
+def test_memoised_pieces_are_never_shared_between_renders(tok):
+    # the encoder memoises short pieces ("[", "]", "Time 0.0:"); a caller extending a returned list must not alter them
+    cfg = RenderConfig(layout="lite", lite_tokens=2)
+    first = render(video_sample(), VisualTokens(), tok, cfg)
+    again = render(video_sample(), VisualTokens(), tok, cfg)
+    assert again.input_ids == first.input_ids and again.labels == first.labels

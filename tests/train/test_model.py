@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tokenization.chat import RenderConfig
+from tokenization.saot_torch import saot_crop
 from train.config import ModelConfig
 from train.data import collate, encode_all
 from train.model import build_model, kmeans
@@ -90,3 +91,19 @@ def test_object_encoder_token_counts(tok):
     assert torch.equal(enc.tokens(feats, grid, pos, 4), feats[[1, 2, 3, 5]] + enc.pos(pos.reshape(-1, 2))[[1, 2, 3, 5]])
     with pytest.raises(ValueError, match="4 masked grid cells for 5 object tokens"):
         enc.tokens(feats, grid, pos, 5)
+
+
+def test_pixels_must_be_uint8_and_native_crops_are_resized_on_the_device(tok):
+    model = build_model(ModelConfig(object_tokens=4), tok)
+    batch = batch_for(model, tok, "pixelrefer", [1])
+    with torch.no_grad():
+        loss, _ = model(batch)
+        obj = batch.objects[0]
+        native = obj.crop[:, :20, :17]  # any stored size: the model brings it to grid x patch before the tower
+        batch.objects[0] = type(obj)(native, obj.grid, obj.pos, obj.tokens, obj.frame, obj.local)
+        resized_loss, _ = model(batch)
+        batch.objects[0] = type(obj)(saot_crop(native, tuple(s * 14 for s in obj.grid.shape)), obj.grid, obj.pos, obj.tokens, obj.frame, obj.local)
+        assert model(batch)[0].item() == resized_loss.item() != loss.item()
+        batch.images = batch.images.float()
+        with pytest.raises(TypeError, match="pixels must be uint8 RGB, got torch.float32"):
+            model(batch)

@@ -16,12 +16,13 @@ from tokenization.saot import SaotConfig
 from train.config import load_config
 from train.data import Loader
 from train.shard_input import ShardSource, example_from_shard
-from train.shards import iter_shards
+from train.shards import global_view, iter_shards
 from train.tokenizer import char_tokenizer
 from train.train import train
 from tests.train.test_train import TINY, logged
 
 SIDE = 32
+VIEW = 28  # stored global view of images, the tiny config's image_size
 
 
 def square(y, x, size):
@@ -61,9 +62,9 @@ def write_stage(root, dest, lite):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / rel)
     cfg = SaotConfig(lite=lite, n=4)
-    outcomes = [(i, s.key, encode_sample(s, root, cfg, torch.device("cpu"))) for i, s in enumerate(SAMPLES)]
+    outcomes = [(i, s.key, encode_sample(s, root, cfg, torch.device("cpu"), VIEW)) for i, s in enumerate(SAMPLES)]
     dest.mkdir(parents=True)
-    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)), "demo", cfg)
+    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)), "demo", cfg, VIEW)
     return dest
 
 
@@ -78,11 +79,21 @@ def test_video_example_has_sampled_frames_and_saot_counts(stages):
     ex = example_from_shard(shard, image_size=28, local_size=28, lite=False)
     assert ex.frames.shape == (3, 3, 28, 28) and ex.frame_times == [0.0, 1.0, 2.0]
     assert [[v.tokens for v in r] for r in ex.objects] == [[o.token_count for o in shard.objects_of(r)] for r in (0, 1)]
-    assert ex.frames.min() >= -1 and ex.frames.max() <= 1
+    assert ex.frames.dtype == torch.uint8 and [f.view for f in shard.frames] == [None] * 3  # videos store no views
     lite_shard = next(s for s in iter_shards(sorted(stages[True].glob("*.tar"))) if s.sample.id == "demo/train/1")
     lite = example_from_shard(lite_shard, image_size=28, local_size=28, lite=True)
     assert lite.frames.shape[0] == 3 and [v.frame for v in lite.objects[0]] == [0, 2]  # annotated frames 0, 1, 2
     assert lite.objects[0][0].local.shape == (3, 28, 28)
+
+
+def test_image_view_is_stored_and_used_without_decoding(stages):
+    shard = next(s for s in iter_shards(sorted(stages[False].glob("*.tar"))) if s.sample.id == "demo/train/0")
+    frame = shard.frames[0]
+    assert shard.view_size == VIEW and frame.view.dtype == torch.uint8 and frame.view.shape == (3, VIEW, VIEW)
+    assert torch.equal(frame.view, global_view(frame.data, VIEW))  # what the trainer would make from the original
+    assert torch.equal(example_from_shard(shard, image_size=VIEW, local_size=28, lite=False).frames[0], frame.view)
+    other = example_from_shard(shard, image_size=14, local_size=28, lite=False)  # another model size: from the original
+    assert torch.equal(other.frames[0], global_view(frame.data, 14))
 
 
 def test_shard_source_streams_every_sample_once_per_epoch(stages):
