@@ -52,6 +52,9 @@ class DataConfig:
     """Side of the square global view given to the vision tower (Lite: 336 officially)."""
     local_size: int = 28
     """Side of the Lite local view of each region (official: 224)."""
+    video_max_tokens: int = 8192
+    """Global tokens of one video, all frames together (official mm_max_length): each frame of an
+    F-frame clip gets min(image_size / patch, floor(sqrt(video_max_tokens / F)))^2 patches."""
     workers: int = 0
     """DataLoader worker processes per rank (0: load in the training process)."""
     shuffle_buffer: int = 64

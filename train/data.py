@@ -13,6 +13,7 @@ their token groups appear; `collate` pads a list of encoded examples into a `Reg
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -44,11 +45,32 @@ class ObjectView:
     """(3, L, L) uint8 Lite local view; filled from `crop` by `encode` when missing."""
 
 
+@dataclass(frozen=True)
+class Views:
+    """How pixels become model views: square global frames, Lite local views, the video token budget."""
+
+    image_size: int
+    """Side of an image's global view (and the most a video frame gets)."""
+    local_size: int
+    """Side of the Lite local view of each region frame."""
+    patch: int
+    """Vision patch size: a frame of side S gives (S / patch)^2 global tokens."""
+    video_max_tokens: int
+    """Global tokens of one video, all frames together (official mm_max_length 8192)."""
+
+    def video_side(self, frames: int) -> int:
+        """Side of each frame of an F-frame clip: g x g patches with g = min(image_size / patch,
+        floor(sqrt(budget / F))), at least one patch. Stands in for VideoLLaMA3's per-frame
+        down-scaling and 2x2 token merge: a 180-frame clip gets 6x6 patches per frame at 8192."""
+        g = min(self.image_size // self.patch, math.isqrt(max(self.video_max_tokens // max(frames, 1), 1)))
+        return max(g, 1) * self.patch
+
+
 @dataclass
 class Example:
     sample: Sample
     frames: torch.Tensor
-    """(F, 3, S, S) uint8 RGB global views."""
+    """(F, 3, S, S) uint8 RGB global views (S: Views.image_size, or Views.video_side for a clip)."""
     frame_times: list[float]
     """Seconds of each global frame (videos; empty for images)."""
     objects: list[list[ObjectView]]
@@ -70,14 +92,15 @@ class Encoded:
 class RegionBatch:
     """A padded micro-batch.
 
-    input_ids, labels, attention_mask: (B, T); images: (N_frames, 3, S, S) of all samples in
-    order, or None; image_in_text: (N_frames,) bool; objects: region frames in scatter order.
+    input_ids, labels, attention_mask: (B, T); images: per sample with frames, its (F, 3, S, S)
+    uint8 frames (S differs between images and clips); image_in_text: (N_frames,) bool over all
+    frames in order; objects: region frames in scatter order, `frame` indexing all frames.
     """
 
     input_ids: torch.Tensor
     labels: torch.Tensor
     attention_mask: torch.Tensor
-    images: torch.Tensor | None
+    images: list[torch.Tensor]
     image_in_text: torch.Tensor
     objects: list[ObjectView] = field(default_factory=list)
 
@@ -90,15 +113,14 @@ class RegionBatch:
             local = o.local.to(device) if o.local is not None else None
             return ObjectView(o.crop.to(device), o.grid.to(device), o.pos.to(device), o.tokens, o.frame, local)
 
-        images = self.images.to(device) if self.images is not None else None
         return RegionBatch(self.input_ids.to(device), self.labels.to(device), self.attention_mask.to(device),
-                           images, self.image_in_text.to(device), [move(o) for o in self.objects])
+                           [f.to(device) for f in self.images], self.image_in_text.to(device), [move(o) for o in self.objects])
 
 
-def encode(example: Example, tokenizer, cfg: RenderConfig, image_tokens: int, local_size: int) -> Encoded:
+def encode(example: Example, tokenizer, cfg: RenderConfig, views: Views) -> Encoded:
     """Render one example; raises `Reject` (too_long, token_count_mismatch)."""
     visual = VisualTokens(
-        frame_tokens=[image_tokens] * example.frames.shape[0],
+        frame_tokens=[(example.frames.shape[-1] // views.patch) ** 2] * example.frames.shape[0],
         frame_times=example.frame_times,
         region_tokens=[[o.tokens for o in views] for views in example.objects],
     )
@@ -109,7 +131,7 @@ def encode(example: Example, tokenizer, cfg: RenderConfig, image_tokens: int, lo
         for view in example.objects[r]:
             if lite:
                 tokens = cfg.lite_tokens
-                local = view.local if view.local is not None else square(view.crop, local_size)
+                local = view.local if view.local is not None else square(view.crop, views.local_size)
                 view = ObjectView(view.crop, view.grid, view.pos, tokens, view.frame, local)
             objects.append(view)
     image_in_text = not lite or not example.sample.regions
@@ -123,13 +145,12 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def encode_all(examples: Sequence[Example], tokenizer, cfg: RenderConfig, image_tokens: int,
-               local_size: int) -> tuple[list[Encoded], Counter]:
+def encode_all(examples: Sequence[Example], tokenizer, cfg: RenderConfig, views: Views) -> tuple[list[Encoded], Counter]:
     """Encode every example; rejected ones are left out and counted by reason."""
     kept, rejects = [], Counter()
     for ex in examples:
         try:
-            kept.append(encode(ex, tokenizer, cfg, image_tokens, local_size))
+            kept.append(encode(ex, tokenizer, cfg, views))
         except Reject as r:
             rejects[r.reason] += 1
     return kept, rejects
@@ -153,8 +174,7 @@ def collate(items: Sequence[Encoded], pad_id: int) -> RegionBatch:
         frames.append(it.frames)
         in_text += [it.image_in_text] * it.frames.shape[0]
         offset += it.frames.shape[0]
-    images = torch.cat(frames) if offset else None
-    return RegionBatch(ids, labels, mask, images, torch.tensor(in_text, dtype=torch.bool), objects)
+    return RegionBatch(ids, labels, mask, [f for f in frames if f.shape[0]], torch.tensor(in_text, dtype=torch.bool), objects)
 
 
 def _long(values: list[int]) -> torch.Tensor:

@@ -21,6 +21,7 @@ weight 0 so every trainable parameter gets a gradient and DDP never hangs.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -141,10 +142,6 @@ class RegionMLLM(nn.Module):
     def patch(self) -> int:
         return self.vision.config.patch_size
 
-    def image_tokens(self, size: int) -> int:
-        """Global tokens of one square frame of `size` pixels."""
-        return (size // self.patch) ** 2
-
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) -> (N, cells, d_vision) features of the chosen layer (no grad when frozen).
 
@@ -162,7 +159,19 @@ class RegionMLLM(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.vision.parameters()).dtype
 
-    def object_features(self, batch: RegionBatch, global_feats: torch.Tensor | None) -> torch.Tensor:
+    def frame_features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(cells, d_vision) features of every frame, in batch order; frames of one size share a tower call."""
+        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, frames in enumerate(images):
+            by_size[tuple(frames.shape[1:])].append(i)
+        per_sample: list[torch.Tensor] = [torch.empty(0)] * len(images)
+        for idx in by_size.values():
+            feats = self.encode_images(torch.cat([images[i] for i in idx]))
+            for i, f in zip(idx, feats.split([images[i].shape[0] for i in idx])):
+                per_sample[i] = f
+        return [frame for feats in per_sample for frame in feats]
+
+    def object_features(self, batch: RegionBatch, global_feats: list[torch.Tensor]) -> torch.Tensor:
         """(sum of token counts, d_llm) features of every region frame, in scatter order."""
         out = []
         for obj in batch.objects:
@@ -186,10 +195,11 @@ class RegionMLLM(nn.Module):
     def forward(self, batch: RegionBatch) -> tuple[torch.Tensor, int]:
         """Summed next-token cross-entropy over supervised labels, and how many there were."""
         embeds = self.llm.get_input_embeddings()(batch.input_ids)
-        global_feats = self.encode_images(batch.images) if batch.images is not None else None
+        global_feats = self.frame_features(batch.images)
         extra = self._dummy(self.vision.config.hidden_size)
-        if batch.images is not None and batch.image_in_text.any():
-            image_feats = self.projector(global_feats[batch.image_in_text]).flatten(0, 1)
+        if batch.image_in_text.any():
+            shown = [f for f, in_text in zip(global_feats, batch.image_in_text.tolist()) if in_text]
+            image_feats = self.projector(torch.cat(shown))
             embeds = _scatter(embeds, batch.input_ids == self.image_id, image_feats, "<image>")
         if batch.objects:
             embeds = _scatter(embeds, batch.input_ids == self.region_id, self.object_features(batch, global_feats), "<REGION>")

@@ -5,7 +5,8 @@ project's shard reader (`train.shards.to_shard_sample`). Each epoch visits the s
 seeded by (seed, epoch), then passes samples through a seeded shuffle buffer; every rank and
 worker reads the same order and `train.data.Loader` decides which positions it decodes.
 
-    source = ShardSource("OUT/shards/recipe/stage1", tokenizer, render_cfg, image_tokens=16, ...)
+    views = Views(image_size=384, local_size=224, patch=14, video_max_tokens=8192)
+    source = ShardSource("OUT/shards/recipe/stage1", tokenizer, render_cfg, views)
     loader = Loader(source, micro_batch=2, rank=0, world=1, seed=0, pad_id=tokenizer.pad_token_id)
 """
 
@@ -20,7 +21,7 @@ import torch
 import webdataset as wds
 
 from tokenization.chat import RenderConfig
-from train.data import Encoded, Example, ObjectView, encode, square
+from train.data import Encoded, Example, ObjectView, Views, encode, square
 from train.shards import ShardFrame, ShardSample, global_view, to_shard_sample
 
 
@@ -34,15 +35,20 @@ def _frame_view(f: ShardFrame, size: int, lite: bool) -> torch.Tensor:
     return global_view(f.data, size) if isinstance(f.data, bytes) else square(f.data, size)
 
 
-def example_from_shard(s: ShardSample, image_size: int, local_size: int, lite: bool) -> Example:
-    """Global views (sampled frames; Lite with regions: the annotated frames) and object views, uint8."""
+def example_from_shard(s: ShardSample, views: Views, lite: bool) -> Example:
+    """Global views (sampled frames; Lite with regions: the annotated frames) and object views, uint8.
+
+    A clip's frames that go into the text share the video token budget (`Views.video_side`); Lite's
+    annotated frames only feed Object-Centric Infusion, so they keep `image_size`."""
     objects_only = lite and bool(s.sample.regions)
     chosen = [f for f in s.frames if (f.annotated if objects_only else f.sampled)]
     index = {f.frame: k for k, f in enumerate(chosen)}
-    frames = torch.stack([_frame_view(f, image_size, lite) for f in chosen])
+    clip = s.sample.media.kind == "video" and not objects_only
+    side = views.video_side(len(chosen)) if clip else views.image_size
+    frames = torch.stack([_frame_view(f, side, lite) for f in chosen])
     times = [f.timestamp for f in chosen] if s.sample.media.kind == "video" else []
     objects = [
-        [ObjectView(o.crop, o.grid, o.pos, o.token_count, index.get(o.frame, 0), None if o.local is None else square(o.local, local_size))
+        [ObjectView(o.crop, o.grid, o.pos, o.token_count, index.get(o.frame, 0), None if o.local is None else square(o.local, views.local_size))
          for o in s.objects_of(r)]
         for r in range(len(s.sample.regions))
     ]
@@ -52,15 +58,13 @@ def example_from_shard(s: ShardSample, image_size: int, local_size: int, lite: b
 class ShardSource:
     """The samples of one shard stage folder, as a `train.data.Loader` source."""
 
-    def __init__(self, folder: str | Path, tokenizer, cfg: RenderConfig, image_tokens: int, image_size: int,
-                 local_size: int, buffer: int = 64):
+    def __init__(self, folder: str | Path, tokenizer, cfg: RenderConfig, views: Views, buffer: int = 64):
         self.folder = Path(folder)
         sizes = self.folder / "sizes.json"
         if not sizes.is_file():
             raise FileNotFoundError(f"{sizes} is missing: point data.shards at a `pixelrefer shard` stage folder")
         self.sizes: dict[str, int] = json.loads(sizes.read_text())
-        self.tokenizer, self.cfg, self.buffer = tokenizer, cfg, buffer
-        self.image_tokens, self.image_size, self.local_size = image_tokens, image_size, local_size
+        self.tokenizer, self.cfg, self.views, self.buffer = tokenizer, cfg, views, buffer
 
     def __len__(self) -> int:
         return sum(self.sizes.values())
@@ -81,5 +85,5 @@ class ShardSource:
             yield pool.pop(rng.randrange(len(pool)))
 
     def encode(self, raw: dict) -> Encoded:
-        example = example_from_shard(to_shard_sample(raw), self.image_size, self.local_size, self.cfg.layout == "lite")
-        return encode(example, self.tokenizer, self.cfg, self.image_tokens, self.local_size)
+        example = example_from_shard(to_shard_sample(raw), self.views, self.cfg.layout == "lite")
+        return encode(example, self.tokenizer, self.cfg, self.views)

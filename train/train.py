@@ -28,7 +28,7 @@ from tqdm import tqdm
 from tokenization.chat import RenderConfig
 from train import checkpoint, dist
 from train.config import TrainConfig, load_config, to_dict
-from train.data import InMemory, Loader, RegionBatch, encode_all
+from train.data import InMemory, Loader, RegionBatch, Views, encode_all
 from train.model import RegionMLLM, build_model
 from train.optim import cosine_schedule, freeze, param_groups
 from train.shard_input import ShardSource
@@ -39,14 +39,13 @@ from train.tokenizer import load_tokenizer
 def make_loader(cfg: TrainConfig, model: RegionMLLM, tokenizer, d: dist.Dist) -> Loader:
     """The rank's loader over shards (data.shards) or generated examples."""
     render_cfg = RenderConfig(layout=cfg.model.framework, max_length=cfg.data.max_length, lite_tokens=cfg.model.object_tokens)
-    image_tokens = model.image_tokens(cfg.data.image_size)
+    views = Views(cfg.data.image_size, cfg.data.local_size, model.patch, cfg.data.video_max_tokens)
     if cfg.data.shards:
-        source = ShardSource(cfg.data.shards, tokenizer, render_cfg, image_tokens, cfg.data.image_size,
-                             cfg.data.local_size, cfg.data.shuffle_buffer)
+        source = ShardSource(cfg.data.shards, tokenizer, render_cfg, views, cfg.data.shuffle_buffer)
     else:
         lite = cfg.model.framework == "lite"
         examples = synthetic_examples(cfg.data.synthetic, cfg.data.seed, cfg.data.image_size, cfg.model.object_tokens, lite)
-        items, rejects = encode_all(examples, tokenizer, render_cfg, image_tokens, cfg.data.local_size)
+        items, rejects = encode_all(examples, tokenizer, render_cfg, views)
         if rejects:
             print(f"generated examples rejected: {dict(rejects)}", file=sys.stderr)
         source = InMemory(items)

@@ -44,11 +44,12 @@ from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks 
 from tests.benchmarks.official_saot import decode_bgr_to_rgb, official_object, official_positions  # noqa: E402
 from tokenization.chat import RenderConfig  # noqa: E402
 from tokenization.saot import SaotConfig  # noqa: E402
-from train.data import Encoded, Example, InMemory, Loader, ObjectView, collate, encode  # noqa: E402
+from train.data import Encoded, Example, InMemory, Loader, ObjectView, Views, collate, encode  # noqa: E402
 from train.shard_input import ShardSource  # noqa: E402
 from train.tokenizer import char_tokenizer  # noqa: E402
 
 IMAGE_SIZE, BATCH = 384, 4
+VIEWS = Views(image_size=IMAGE_SIZE, local_size=224, patch=14, video_max_tokens=8192)
 
 
 def make_corpus(root: Path, count: int, W: int, H: int) -> list[Sample]:
@@ -98,7 +99,7 @@ def official_batches(records: list[str], root: Path, tok, cfg: RenderConfig):
                 objects.append([ObjectView(crop, obj["grid"], pos, obj["tokens"])])
             glob = frame.permute(2, 0, 1)[None]
             example = Example(Sample.model_validate(rec["sample"]), glob, [], objects)
-            items.append(encode(example, tok, cfg, image_tokens=(IMAGE_SIZE // 14) ** 2, local_size=224))
+            items.append(encode(example, tok, cfg, VIEWS))
         yield collate(items, tok.pad_token_id)
 
 
@@ -125,7 +126,7 @@ def gpu_part() -> None:
 
     tok = char_tokenizer()
     model = build_model(ModelConfig(llm="qwen2.5-1.5b-random", vision="siglip-so400m-random", gradient_checkpointing=True), tok).cuda()
-    items = [encode(e, tok, RenderConfig(), model.image_tokens(IMAGE_SIZE), 224) for e in synthetic_examples(8, 0, IMAGE_SIZE, 32)]
+    items = [encode(e, tok, RenderConfig(), VIEWS) for e in synthetic_examples(8, 0, IMAGE_SIZE, 32)]
     batch = next(Loader(InMemory(items), 2, 0, 1, 0, tok.pad_token_id).batches()).to(torch.device("cuda"))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     times = []
@@ -168,7 +169,7 @@ def main() -> None:
         print(f"one-off shard writing: {len(samples) / (time.perf_counter() - t0):.1f} samples/s")
         kb_shard, kb_image = storage(dest, root, args.samples)
         records = official_records(samples)
-        source = ShardSource(dest, tok, cfg, (IMAGE_SIZE // 14) ** 2, IMAGE_SIZE, 224, buffer=8)
+        source = ShardSource(dest, tok, cfg, VIEWS, buffer=8)
         ours = max(rate(Loader(source, BATCH, 0, 1, 0, tok.pad_token_id).batches(), args.samples) for _ in range(args.repeats))
         base = max(rate(official_batches(records, root, tok, cfg), args.samples) for _ in range(args.repeats))
     print(f"corpus: {args.samples} images of {args.size}, 2 regions each")

@@ -3,7 +3,7 @@
 import torch
 
 from tokenization.chat import IGNORE_INDEX
-from train.data import Encoded, InMemory, Loader, ObjectView, collate
+from train.data import Encoded, InMemory, Loader, ObjectView, Views, collate
 
 
 def item(ids, labels, frames=1, objects=()):
@@ -19,7 +19,7 @@ def test_collate_pads_and_offsets_frames():
     assert batch.input_ids.tolist() == [[1, 2, 3], [4, 5, 9]]
     assert batch.labels.tolist() == [[X, 2, 3], [X, 5, X]]
     assert batch.attention_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
-    assert batch.images.shape == (3, 3, 2, 2) and batch.image_in_text.tolist() == [True, True, True]
+    assert [tuple(f.shape) for f in batch.images] == [(2, 3, 2, 2), (1, 3, 2, 2)] and batch.image_in_text.tolist() == [True, True, True]
     assert [o.frame for o in batch.objects] == [1, 2] and batch.supervised == 3
 
 
@@ -58,3 +58,10 @@ def test_dataloader_workers_keep_the_single_process_order():
     two = loader(10)
     stream = batch_stream(two, workers=2)
     assert [next(stream).input_ids[:, 0].tolist() for _ in range(7)] == single and two.consumed == 7
+
+
+def test_video_frames_share_the_token_budget():
+    views = Views(image_size=384, local_size=224, patch=14, video_max_tokens=8192)
+    # 384 px = 27 patches; a clip gets min(27, floor(sqrt(8192 / F))) patches a side
+    assert [views.video_side(f) for f in (1, 11, 12, 60, 180, 9000)] == [378, 378, 364, 154, 84, 14]
+    assert (views.video_side(180) // 14) ** 2 * 180 == 6 * 6 * 180 <= 8192

@@ -8,7 +8,7 @@ import torch
 from tokenization.chat import RenderConfig
 from tokenization.saot_torch import saot_crop
 from train.config import ModelConfig
-from train.data import collate, encode_all
+from train.data import Views, collate, encode_all
 from train.model import build_model, kmeans
 from train.synthetic import synthetic_examples
 from train.tokenizer import char_tokenizer
@@ -22,7 +22,7 @@ def tok():
 def batch_for(model, tok, framework, indices):
     examples = synthetic_examples(6, seed=1, image_size=28, n_tokens=4, lite=framework == "lite")
     items, rejects = encode_all([examples[i] for i in indices], tok, RenderConfig(layout=framework, lite_tokens=4),
-                                model.image_tokens(28), 28)
+                                Views(28, 28, model.patch, 8192))
     assert not rejects
     return collate(items, tok.pad_token_id)
 
@@ -104,6 +104,17 @@ def test_pixels_must_be_uint8_and_native_crops_are_resized_on_the_device(tok):
         resized_loss, _ = model(batch)
         batch.objects[0] = type(obj)(saot_crop(native, tuple(s * 14 for s in obj.grid.shape)), obj.grid, obj.pos, obj.tokens, obj.frame, obj.local)
         assert model(batch)[0].item() == resized_loss.item() != loss.item()
-        batch.images = batch.images.float()
+        batch.images = [f.float() for f in batch.images]
         with pytest.raises(TypeError, match="pixels must be uint8 RGB, got torch.float32"):
             model(batch)
+
+
+def test_frame_features_keep_batch_order_across_frame_sizes(tok):
+    model = build_model(ModelConfig(object_tokens=4), tok)
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randint(0, 256, shape, dtype=torch.uint8, generator=gen) for shape in [(1, 3, 28, 28), (2, 3, 14, 14), (1, 3, 28, 28)])
+    with torch.no_grad():
+        feats = model.frame_features([a, b, c])  # a and c share one tower call
+        alone = [*model.encode_images(a), *model.encode_images(b), *model.encode_images(c)]
+    assert [tuple(f.shape) for f in feats] == [(4, 32), (1, 32), (1, 32), (4, 32)]
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(feats, alone))

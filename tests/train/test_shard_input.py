@@ -14,7 +14,7 @@ from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
 from tokenization.chat import RenderConfig
 from tokenization.saot import SaotConfig
 from train.config import load_config
-from train.data import Loader
+from train.data import Loader, Views
 from train.shard_input import ShardSource, example_from_shard
 from train.shards import global_view, iter_shards
 from train.tokenizer import char_tokenizer
@@ -23,6 +23,7 @@ from tests.train.test_train import TINY, logged
 
 SIDE = 32
 VIEW = 28  # stored global view of images, the tiny config's image_size
+VIEWS = Views(image_size=VIEW, local_size=28, patch=14, video_max_tokens=8192)
 
 
 def square(y, x, size):
@@ -76,12 +77,12 @@ def stages(tmp_path_factory):
 
 def test_video_example_has_sampled_frames_and_saot_counts(stages):
     shard = next(s for s in iter_shards(sorted(stages[False].glob("*.tar"))) if s.sample.id == "demo/train/1")
-    ex = example_from_shard(shard, image_size=28, local_size=28, lite=False)
+    ex = example_from_shard(shard, VIEWS, lite=False)
     assert ex.frames.shape == (3, 3, 28, 28) and ex.frame_times == [0.0, 1.0, 2.0]
     assert [[v.tokens for v in r] for r in ex.objects] == [[o.token_count for o in shard.objects_of(r)] for r in (0, 1)]
     assert ex.frames.dtype == torch.uint8 and [f.view for f in shard.frames] == [None] * 3  # videos store no views
     lite_shard = next(s for s in iter_shards(sorted(stages[True].glob("*.tar"))) if s.sample.id == "demo/train/1")
-    lite = example_from_shard(lite_shard, image_size=28, local_size=28, lite=True)
+    lite = example_from_shard(lite_shard, VIEWS, lite=True)
     assert lite.frames.shape[0] == 3 and [v.frame for v in lite.objects[0]] == [0, 2]  # annotated frames 0, 1, 2
     assert lite.objects[0][0].local.shape == (3, 28, 28)
 
@@ -91,14 +92,14 @@ def test_image_view_is_stored_and_used_without_decoding(stages):
     frame = shard.frames[0]
     assert shard.view_size == VIEW and frame.view.dtype == torch.uint8 and frame.view.shape == (3, VIEW, VIEW)
     assert torch.equal(frame.view, global_view(frame.data, VIEW))  # what the trainer would make from the original
-    assert torch.equal(example_from_shard(shard, image_size=VIEW, local_size=28, lite=False).frames[0], frame.view)
-    other = example_from_shard(shard, image_size=14, local_size=28, lite=False)  # another model size: from the original
+    assert torch.equal(example_from_shard(shard, VIEWS, lite=False).frames[0], frame.view)
+    other = example_from_shard(shard, Views(14, 28, 14, 8192), lite=False)  # another model size: from the original
     assert torch.equal(other.frames[0], global_view(frame.data, 14))
 
 
 def test_shard_source_streams_every_sample_once_per_epoch(stages):
     tok = char_tokenizer()
-    source = ShardSource(stages[False], tok, RenderConfig(), image_tokens=4, image_size=28, local_size=28, buffer=2)
+    source = ShardSource(stages[False], tok, RenderConfig(), VIEWS, buffer=2)
     keys = [raw["__key__"] for raw in source.stream(0, 0)]
     assert len(source) == 4 and sorted(keys) == sorted(s.key for s in SAMPLES)
     assert keys == [raw["__key__"] for raw in source.stream(0, 0)]
@@ -117,3 +118,22 @@ def test_train_from_shards_and_resume(tmp_path, stages, framework):
     train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
     assert logged(tmp_path / "b") == logged(tmp_path / "a") == whole
     assert json.loads((tmp_path / "a" / "step_000004" / "meta.json").read_text())["loader"] == {"batches": 8}
+
+
+def test_a_clip_over_the_video_budget_gets_smaller_frames_and_mixes_with_images(stages):
+    from train.config import ModelConfig
+    from train.data import collate
+    from train.model import build_model
+
+    tok = char_tokenizer()
+    views = Views(image_size=28, local_size=28, patch=14, video_max_tokens=6)  # 3 frames: floor(sqrt(6 / 3)) = 1 patch each
+    source = ShardSource(stages[False], tok, RenderConfig(), views)
+    raw = {r["__key__"]: r for r in source.stream(0, 0)}
+    image, clip = source.encode(raw["demo~train~0"]), source.encode(raw["demo~train~1"])
+    assert image.frames.shape == (1, 3, 28, 28) and clip.frames.shape == (3, 3, 14, 14)
+    image_id = tok.get_vocab()["<image>"]
+    assert image.input_ids.count(image_id) == 4 and clip.input_ids.count(image_id) == 3
+    batch = collate([image, clip], tok.pad_token_id)
+    model = build_model(ModelConfig(object_tokens=4), tok)
+    loss, n = model(batch)  # frames of two sizes: one tower call per size, features in batch order
+    assert math.isfinite(loss.item()) and n == batch.supervised > 0
