@@ -63,10 +63,18 @@ class Plan:
         if stage == "mix":
             return [["mix", "--recipe", self.recipe, "--out", out, *(["--allow-missing"] if self.allow_missing else [])]]
         if stage == "shard":
-            return [["shard", "--mix", str(self.mix_file(s)), "--out", out, *self.shard_args, *ray] for s in self.recipe_stages]
+            return [["shard", "--mix", str(self.mix_file(s)), "--out", out, *self._shard_args(), *ray] for s in self.recipe_stages]
         if stage == "train":
             return self._train_commands() if self.train_config else []
         return [["report", out]]
+
+    def _shard_args(self) -> list[str]:
+        """The shard flags; with a train config, the stored image views match its data.image_size."""
+        if not self.train_config or any(a.startswith("--view-size") for a in self.shard_args):
+            return self.shard_args
+        from train.config import load_config
+
+        return [*self.shard_args, "--view-size", str(load_config(self.train_config, self.train_overrides).data.image_size)]
 
     def _train_commands(self) -> list[list[str]]:
         commands, previous = [], None

@@ -20,7 +20,6 @@ import train
 from pipelines.build import BuildError, Plan, run_build
 from pipelines.cli import main as run_verb
 from pipelines.mix import load_recipe
-from train.config import load_config
 
 VIDEO_SOURCES = ["mevis", "videorefer"]
 TINY_CONFIG = Path(train.__file__).parent / "configs" / "tiny.yaml"
@@ -38,7 +37,6 @@ def demo_plan(out: Path, steps: int) -> Plan:
         out=out, recipe="demo", recipe_name=recipe.name, recipe_stages=[s.name for s in recipe.stages],
         roots={}, ingest_args=["--root", str(native)], videoqa_sources=VIDEO_SOURCES,
         videoqa_args=["--backend", "heuristic"], train_config=str(TINY_CONFIG),
-        shard_args=["--view-size", str(load_config(TINY_CONFIG).data.image_size)],  # views the tiny model reads as stored
         train_overrides=[f"optim.steps={steps}", f"save_every={steps}"],
     )
 

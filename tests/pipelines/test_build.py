@@ -7,10 +7,13 @@ import pytest
 from pipelines.build import STAGES, BuildError, Plan, marker, run_build
 
 
+TINY = str(Path(__file__).resolve().parents[2] / "train" / "configs" / "tiny.yaml")
+
+
 def plan(out: Path, **changes) -> Plan:
     fields = dict(out=out, recipe="demo", recipe_name="demo", recipe_stages=["stage1", "stage2"],
                   roots={"lvis": Path("/data/lvis")}, ingest_args=["--root", "/data"], videoqa_sources=["mevis"],
-                  videoqa_args=["--backend", "heuristic"], train_config="tiny.yaml")
+                  videoqa_args=["--backend", "heuristic"], train_config=TINY)
     fields.update(changes)
     return Plan(**fields)
 
@@ -36,13 +39,17 @@ def test_commands_of_every_stage(tmp_path):
     assert p.commands("ingest") == [["ingest", "--source", "all", "--root", "/data", "--out", str(tmp_path)]]
     assert p.commands("videoqa") == [["videoqa", "--out", str(tmp_path), "--source", "mevis", "--backend", "heuristic"]]
     assert p.commands("mix") == [["mix", "--recipe", "demo", "--out", str(tmp_path)]]
-    assert p.commands("shard") == [["shard", "--mix", str(tmp_path / "mix/demo/stage1.parquet"), "--out", str(tmp_path)],
-                                   ["shard", "--mix", str(tmp_path / "mix/demo/stage2.parquet"), "--out", str(tmp_path)]]
+    view = ["--view-size", "28"]  # the stored image views match the train config's data.image_size
+    assert p.commands("shard") == [["shard", "--mix", str(tmp_path / "mix/demo/stage1.parquet"), "--out", str(tmp_path), *view],
+                                   ["shard", "--mix", str(tmp_path / "mix/demo/stage2.parquet"), "--out", str(tmp_path), *view]]
     assert p.commands("train") == [
-        ["train", "--config", "tiny.yaml", f"data.shards={tmp_path / 'shards/demo/stage1'}", f"output_dir={tmp_path / 'train/stage1'}"],
-        ["train", "--config", "tiny.yaml", f"data.shards={tmp_path / 'shards/demo/stage2'}", f"output_dir={tmp_path / 'train/stage2'}",
+        ["train", "--config", TINY, f"data.shards={tmp_path / 'shards/demo/stage1'}", f"output_dir={tmp_path / 'train/stage1'}"],
+        ["train", "--config", TINY, f"data.shards={tmp_path / 'shards/demo/stage2'}", f"output_dir={tmp_path / 'train/stage2'}",
          f"init_from={tmp_path / 'train/stage1'}"],
     ]
+    assert plan(tmp_path, train_overrides=["data.image_size=56"]).commands("shard")[0][-2:] == ["--view-size", "56"]
+    assert plan(tmp_path, shard_args=["--view-size=0"]).commands("shard")[0][-1] == "--view-size=0"
+    assert plan(tmp_path, train_config=None).commands("shard")[0][-1] == str(tmp_path)
     assert p.commands("report") == [["report", str(tmp_path)]]
     assert plan(tmp_path, videoqa_sources=[], train_config=None).commands("videoqa") == []
     assert plan(tmp_path, train_config=None).commands("train") == []
