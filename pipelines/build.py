@@ -59,7 +59,7 @@ class Plan:
             return [["ingest", "--source", "all", *self.ingest_args, "--out", out, *ray]]
         if stage == "videoqa":
             sources = [a for s in self.videoqa_sources for a in ("--source", s)]
-            return [["videoqa", "--out", out, *sources, *self.videoqa_args]] if sources else []
+            return [["videoqa", "--out", out, *sources, *self.videoqa_args, *ray]] if sources else []
         if stage == "mix":
             return [["mix", "--recipe", self.recipe, "--out", out, *(["--allow-missing"] if self.allow_missing else [])]]
         if stage == "shard":
@@ -158,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-arg", action="append", default=[], help="Extra argument for `pixelrefer shard` (repeatable), e.g. --shard-arg=--lite.")
     parser.add_argument("--train-config", help="Train config YAML; without it the train stage is skipped.")
     parser.add_argument("--train-override", action="append", default=[], metavar="KEY=VALUE", help="Train config override (repeatable).")
-    parser.add_argument("--ray-address", help="Ray cluster address for ingest and shard (default: local Ray).")
+    parser.add_argument("--ray-address", help="Ray cluster address for ingest, videoqa and shard (default: local Ray for ingest, in-process otherwise).")
     parser.add_argument("--from", dest="first", choices=STAGES, help="Redo this stage and every later one (earlier ones are left as they are).")
     parser.add_argument("--until", dest="last", choices=STAGES, default=STAGES[-1], help="Stop after this stage.")
 

@@ -42,6 +42,7 @@ import yaml
 from tqdm import tqdm
 
 from pipelines import workspace
+from pipelines.raypool import start_ray
 from schemas import Reject, Sample, validate
 from sources import registry
 from sources.base import Adapter, Unit
@@ -230,19 +231,6 @@ def resolve_roots(source: str, root: Path | None, roots_file: Path | None) -> di
     if not found:
         raise IngestError(f"no source folder under {root}; expected {root}/<source>/ (see `pixelrefer demo-data`)")
     return found
-
-
-def start_ray(address: str | None, workers: int | None) -> bool:
-    """Start local Ray (or join `address`); False when Ray was already running in this process."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    return True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,8 +18,13 @@ keyframe, the model config and the checkpoint file name. Frames where SAM 2 pred
 mask are left out of the region; a region with no mask left is a `sam2_empty_mask` reject.
 
 `--sam2-config` is a config name inside the sam2 package (e.g. configs/sam2.1/sam2.1_hiera_t.yaml).
-`--sam2-checkpoint none` builds random weights: for wiring tests only, the masks mean nothing.
-Runs in this process on CUDA when present (`--device auto`), else CPU; the GPU path is untested.
+`--sam2-checkpoint none` builds random weights (seeded, the same in every process): for wiring
+tests only, the masks mean nothing.
+
+Where it runs: by default in this process, on CUDA when present (`--device auto`), else CPU.
+`--workers K` (or `--ray-address ADDR`, at least one) converts parts on K Ray actors, each
+holding one model and taking a GPU when the cluster has GPUs (else running on CPU); parts are
+independent, so the output is the same as in-process. The GPU paths are untested on GPU.
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipelines import workspace
+from pipelines import raypool, workspace
 from sources.media import load_frames
 from schemas import Reject, Sample, masks, validate
 from schemas.arrow import read_parquet
@@ -53,21 +59,40 @@ def pick_device(device: str) -> str:
     return device
 
 
+def _seeded(build, *args, **kwargs):
+    """build(...) under a fixed torch seed, so that random-init weights are the same in every process."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build(*args, **kwargs)
+
+
 class Sam2:
-    """SAM 2 image and video predictors built from a sam2 config (checkpoint optional)."""
+    """SAM 2 image and video predictors built from a sam2 config (checkpoint optional), each on
+    first use: an image-only source never builds the video predictor, and vice versa."""
 
     def __init__(self, config: str, checkpoint: str | None, device: str = "cpu", image_size: int | None = None):
-        from sam2.build_sam import build_sam2, build_sam2_video_predictor
+        self.config, self.checkpoint, self.device = config, checkpoint, pick_device(device)
+        self._overrides = [f"++model.image_size={image_size}"] if image_size else []
+
+    @cached_property
+    def image(self):
+        from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        overrides = [f"++model.image_size={image_size}"] if image_size else []
-        self.config, self.checkpoint, self.device = config, checkpoint, device
-        model = build_sam2(config, checkpoint, device=device, hydra_overrides_extra=overrides)
-        self.image = SAM2ImagePredictor(model)
+        model = _seeded(build_sam2, self.config, self.checkpoint, device=self.device, hydra_overrides_extra=self._overrides)
+        predictor = SAM2ImagePredictor(model)
         # The image predictor hard-codes the feature sizes of a 1024-px model; derive them instead.
         s = model.image_size
-        self.image._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
-        self.video = build_sam2_video_predictor(config, checkpoint, device=device, hydra_overrides_extra=overrides)
+        predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
+        return predictor
+
+    @cached_property
+    def video(self):
+        from sam2.build_sam import build_sam2_video_predictor
+
+        return _seeded(build_sam2_video_predictor, self.config, self.checkpoint, device=self.device, hydra_overrides_extra=self._overrides)
 
     def mask_from_prompt(self, image: np.ndarray, box: Sequence[float] | None, point: Sequence[float] | None) -> np.ndarray:
         """One (h, w) bool mask from a box and/or a positive point on an RGB image."""
@@ -183,26 +208,71 @@ def _segment_part(part: Path, dest: Path, root: Path, sam: Sam2, target: str) ->
     return marker
 
 
-def segment_source(out: Path, source: str, sam: Sam2) -> dict:
-    """Convert every complete part of `source`; returns the stats (also written to OUT/stats)."""
+class Sam2Worker(Sam2):
+    """The Ray actor form of Sam2: also converts whole parts (`segment --workers`)."""
+
+    def segment_part(self, part: Path, dest: Path, root: Path, target: str) -> dict:
+        return _segment_part(part, dest, root, self, target)
+
+
+def sam2_actors(count: int, config: str, checkpoint: str | None, device: str, image_size: int | None, num_cpus: float = 1) -> list:
+    """`count` Sam2Worker actors, each taking a GPU when the cluster has one (unless device is cpu), else on CPU."""
+    import ray
+
+    gpus = raypool.gpus_per_actor() if device != "cpu" else 0
+    actor = ray.remote(num_cpus=num_cpus, num_gpus=gpus)(Sam2Worker)
+    return [actor.remote(config, checkpoint, "cuda" if gpus else "cpu", image_size) for _ in range(count)]
+
+
+class Sam2OnRay:
+    """Sam2's interface served by one Sam2Worker actor, shared by every Ray worker of a videoqa run
+    (one model in memory; the actor runs one call at a time, so set_image/predict never interleave)."""
+
+    def __init__(self, actor, config: str, checkpoint: str | None):
+        self._actor, self.config, self.checkpoint = actor, config, checkpoint
+
+    def mask_from_prompt(self, image: np.ndarray, box: Sequence[float] | None, point: Sequence[float] | None) -> np.ndarray:
+        import ray
+
+        return ray.get(self._actor.mask_from_prompt.remote(image, box, point))
+
+    def propagate(self, frames: Sequence[np.ndarray], keyframe: int, prompt: dict) -> dict[int, np.ndarray]:
+        import ray
+
+        return ray.get(self._actor.propagate.remote(frames, keyframe, prompt))
+
+
+def _convert_parts(todo: list[tuple[Path, Path]], root: Path, target: str, segmenter: Sam2 | list) -> Iterator[dict]:
+    """The markers of the converted parts: in this process, or spread over Sam2Worker actors."""
+    if isinstance(segmenter, Sam2):
+        return (_segment_part(part, dest, root, segmenter, target) for part, dest in todo)
+    from ray.util import ActorPool
+
+    return ActorPool(segmenter).map_unordered(lambda actor, job: actor.segment_part.remote(*job, root, target), todo)
+
+
+def segment_source(out: Path, source: str, segmenter: Sam2 | list) -> dict:
+    """Convert every complete part of `source` on `segmenter` (a Sam2, or Sam2Worker actors);
+    returns the stats (also written to OUT/stats)."""
     target = f"{source}_sam2"
     root = workspace.source_root(out, source)
     workspace.write_json_atomic(workspace.unified_dir(out, target) / "source.json", {"source": target, "root": str(root), "adapter_version": SEGMENT_VERSION})
     parts = sorted(p for p in workspace.unified_dir(out, source).glob("part-*.parquet") if workspace.is_complete(p))
     if not parts:
         raise FileNotFoundError(f"{workspace.unified_dir(out, source)} holds no complete parts: run `pixelrefer ingest --source {source}` first")
+    pairs = [(part, workspace.part_path(out, target, int(part.stem.split("-")[1]))) for part in parts]
+    todo = [(part, dest) for part, dest in pairs if not workspace.is_complete(dest)]  # complete parts are kept (resume)
+    started = time.perf_counter()
+    for _ in tqdm(_convert_parts(todo, root, target, segmenter), total=len(pairs), initial=len(pairs) - len(todo),
+                  desc=f"segment {source}", unit="part"):
+        pass
     reasons: Counter[str] = Counter()
     read = written = 0
-    started = time.perf_counter()
     rejects_path = out / "rejects" / f"{target}.jsonl"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with rejects_path.open("w", encoding="utf-8") as rejects:
-        for part in tqdm(parts, desc=f"segment {source}", unit="part"):
-            dest = workspace.part_path(out, target, int(part.stem.split("-")[1]))
-            if workspace.is_complete(dest):  # resumed: the marker holds the part's counts and rejects
-                marker = json.loads(workspace.marker_path(dest).read_text(encoding="utf-8"))
-            else:
-                marker = _segment_part(part, dest, root, sam, target)
+        for _, dest in pairs:  # every part's marker holds its counts and rejects
+            marker = json.loads(workspace.marker_path(dest).read_text(encoding="utf-8"))
             read += marker["read"]
             written += marker["written"]
             for row in marker["rejects"]:
@@ -219,30 +289,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="Workspace folder (the --out of ingest).")
     parser.add_argument("--sam2-config", required=True, help="Config name inside the sam2 package, e.g. configs/sam2.1/sam2.1_hiera_l.yaml.")
     parser.add_argument("--sam2-checkpoint", required=True, help="SAM 2 checkpoint file (.pt); 'none' = random weights, for wiring tests only.")
-    parser.add_argument("--device", default="auto", help="cuda, cpu or auto (CUDA when present). Default: auto.")
+    parser.add_argument("--device", default="auto",
+                        help="cuda, cpu or auto (CUDA when present). Default: auto. On Ray, cpu keeps the actors off GPUs.")
     parser.add_argument("--image-size", type=int, default=None, help="Override the model input size (multiple of 16; default: the config's).")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Ray SAM 2 actors converting parts (0: convert in this process; each actor takes a GPU when the cluster has one).")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster address (implies at least one actor; default: no Ray, or local Ray with --workers).")
+
+
+def checkpoint_arg(value: str | None) -> str | None:
+    """The checkpoint path of a --sam2-checkpoint value; None for 'none' (random weights)."""
+    return None if value is None or value.lower() == "none" else value
+
+
+def model_args_error(config: str, checkpoint: str | None) -> str | None:
+    """Why SAM 2 cannot be built from these arguments, with the fix; None when it can.
+
+    Checked before any work starts, since the model itself is only built on first use."""
+    from importlib.resources import files
+
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        return f"checkpoint {checkpoint} not found: pass the path of a SAM 2 .pt file"
+    package = files("sam2")  # build_sam2 looks the config up inside the package
+    if not (package.joinpath(config).is_file() or package.joinpath(f"{config}.yaml").is_file()):
+        return f"no sam2 config {config!r}: name one inside the sam2 package, e.g. configs/sam2.1/sam2.1_hiera_l.yaml"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    checkpoint = None if args.sam2_checkpoint.lower() == "none" else args.sam2_checkpoint
+    checkpoint = checkpoint_arg(args.sam2_checkpoint)
     if checkpoint is None:
         print("segment: --sam2-checkpoint none: random SAM 2 weights, the masks are meaningless", file=sys.stderr)
-    elif not Path(checkpoint).is_file():
-        print(f"segment: checkpoint {checkpoint} not found: pass the path of a SAM 2 .pt file", file=sys.stderr)
+    error = model_args_error(args.sam2_config, checkpoint)
+    if error:
+        print(f"segment: {error}", file=sys.stderr)
         return 2
-    from hydra.errors import MissingConfigException
-
-    try:
-        sam = Sam2(args.sam2_config, checkpoint, pick_device(args.device), args.image_size)
-    except MissingConfigException:
-        print(f"segment: no sam2 config {args.sam2_config!r}: name one inside the sam2 package, "
-              "e.g. configs/sam2.1/sam2.1_hiera_l.yaml", file=sys.stderr)
+    if args.workers < 0:
+        print("segment: --workers must be 0 (no Ray) or more", file=sys.stderr)
         return 2
+    on_ray = bool(args.workers or args.ray_address)
+    started = on_ray and raypool.start_ray(args.ray_address, max(1, args.workers))
     try:
-        stats = segment_source(args.out, args.source, sam)
+        if on_ray:
+            segmenter = sam2_actors(max(1, args.workers), args.sam2_config, checkpoint, args.device, args.image_size)
+        else:
+            segmenter = Sam2(args.sam2_config, checkpoint, args.device, args.image_size)
+        stats = segment_source(args.out, args.source, segmenter)
     except FileNotFoundError as err:
         print(f"segment: {err}", file=sys.stderr)
         return 2
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
     target = stats["source"]
     print(f"segment: {stats['written']} of {stats['read']} samples written to {workspace.unified_dir(args.out, target)}; "
           f"{stats['rejected']} rejected ({args.out / 'rejects' / (target + '.jsonl')}); stats in {args.out / 'stats' / (target + '.json')}")

@@ -15,13 +15,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-_DATA_URL = re.compile(r"data:[\w/+.-]+;base64,([A-Za-z0-9+/=]+)")
+DATA_URL = re.compile(r"data:[\w/+.-]+;base64,([A-Za-z0-9+/=]+)")
 
 
 def digest_images(value: Any) -> Any:
     """Replace every data URL by `sha256:<digest of its base64 payload>` (same image, same digest)."""
     if isinstance(value, str):
-        return _DATA_URL.sub(lambda m: "sha256:" + hashlib.sha256(m.group(1).encode()).hexdigest(), value)
+        return DATA_URL.sub(lambda m: "sha256:" + hashlib.sha256(m.group(1).encode()).hexdigest(), value)
     if isinstance(value, list):
         return [digest_images(v) for v in value]
     if isinstance(value, dict):

@@ -6,7 +6,8 @@ Description branch (video + caption): Analyzer -> Segmentor -> Annotator -> Revi
 CaptionRefiner -> two `video_caption` samples (detailed, short); a Reviewer "no" is a reject.
 
 A backend answers an agent: `HeuristicBackend` from track facts, `LLMBackend` through
-`pipelines.llm.LLMClient`. Every output goes through `schemas.validate`.
+`pipelines.llm.LLMClient` (on Ray: `pipelines.videoqa.endpoint.EndpointBackend`, the same
+through one shared actor). Every output goes through `schemas.validate`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from pipelines.llm import LLMClient
-from pipelines.segment import Sam2, convert
+from pipelines.segment import Sam2, Sam2OnRay, convert
 from pipelines.videoqa.agents import AGENTS, Agent, Scene
 from pipelines.videoqa.frames import frame_images
 from pipelines.videoqa.tracks import track_facts
@@ -61,6 +62,13 @@ class LLMBackend:
             agent.NAME, agent.messages(scene), agent.OUTPUT, agent.VERSION, locator, check=lambda a: agent.check(scene, a)
         )
 
+    def report(self) -> dict:
+        """What OUT/videoqa/stats.json records: per-agent accounting and the response_format mode in use."""
+        return {"agents": self.client.stats_dict(), "response_format": self.client.format}
+
+    def close(self) -> None:
+        self.client.close()
+
 
 @dataclass(frozen=True)
 class Context:
@@ -69,7 +77,7 @@ class Context:
     backend: Backend
     source_file: str = ""  # the input part, relative to OUT (set per sample)
     frames_per_prompt: int = 4
-    sam2: Sam2 | None = None  # the Segmentor: propagates single-keyframe regions; None keeps the given masks
+    sam2: Sam2 | Sam2OnRay | None = None  # the Segmentor: propagates single-keyframe regions; None keeps the given masks
 
 
 def caption_of(sample: Sample) -> str:

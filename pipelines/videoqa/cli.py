@@ -5,9 +5,10 @@
         --backend openai --base-url http://127.0.0.1:8000/v1 --model Qwen2.5-VL-7B-Instruct \
         --branch qa --branch description --rpm 60 --concurrency 8
     pixelrefer videoqa --out OUT --source mevis --backend openai --model M --dry-run 2   # prompts only
+    pixelrefer videoqa --out OUT --source mevis --workers 8 [--ray-address auto]         # samples on Ray
 
 Outputs land in OUT/unified/videoqa_<source>/ (a source `mix` can take), engine internals in
-OUT/videoqa/ (see pipelines/videoqa/engine.py).
+OUT/videoqa/ (see pipelines/videoqa/engine.py; Ray: pipelines/videoqa/endpoint.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines import workspace
+from pipelines import raypool, workspace
 from pipelines.llm import LLMClient, LLMConfig
-from pipelines.segment import Sam2, pick_device
+from pipelines.segment import Sam2, Sam2OnRay, checkpoint_arg, model_args_error, sam2_actors
 from pipelines.videoqa.branches import Context, HeuristicBackend, LLMBackend
+from pipelines.videoqa.endpoint import EndpointBackend
 from pipelines.videoqa.engine import dry_run, run_source
 
 
@@ -35,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="Environment variable holding the API key (never written anywhere).")
     parser.add_argument("--rpm", type=float, help="Requests-per-minute limit of the endpoint.")
     parser.add_argument("--tpm", type=int, help="Tokens-per-minute limit of the endpoint.")
-    parser.add_argument("--concurrency", type=int, default=4, help="Samples (and requests) in flight at once. Default 4.")
+    parser.add_argument("--image-patch-px", type=int, default=28,
+                        help="TPM estimate of an image: ceil(h/P)*ceil(w/P) tokens + --image-overhead-tokens. Default 28 (Qwen2-VL).")
+    parser.add_argument("--image-overhead-tokens", type=int, default=2, help="TPM estimate: tokens added per image. Default 2 (Qwen2-VL).")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="Requests in flight at the endpoint at once (and, without Ray, samples in flight). Default 4.")
     parser.add_argument("--max-retries", type=int, default=5, help="Retries per request on 429/5xx/timeouts. Default 5.")
     parser.add_argument("--timeout", type=float, default=60.0, help="Seconds per request. Default 60.")
     parser.add_argument("--backoff", type=float, default=1.0, help="First retry delay in seconds; doubles per retry, with jitter. Default 1.")
@@ -46,18 +52,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", type=int, metavar="N", help="Render the prompts of N samples per source to OUT/videoqa/dry_run.jsonl; send nothing.")
     parser.add_argument("--sam2-config", help="Segmentor of the description branch: sam2 config name (without it, the given masks are used).")
     parser.add_argument("--sam2-checkpoint", help="SAM 2 checkpoint for --sam2-config ('none' = random weights, tests only).")
-    parser.add_argument("--device", default="auto", help="SAM 2 device: cuda, cpu or auto. Default auto.")
+    parser.add_argument("--sam2-image-size", type=int, help="Override the SAM 2 input size (multiple of 16; default: the config's).")
+    parser.add_argument("--device", default="auto", help="SAM 2 device: cuda, cpu or auto. Default auto. On Ray, cpu keeps the Segmentor off GPUs.")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Ray tasks running samples at once (0: run in this process, on --concurrency threads); all share one "
+                             "endpoint actor and one SAM 2 actor, which takes a GPU when the cluster has one.")
+    parser.add_argument("--ray-address", default=None,
+                        help="Ray cluster address (implies at least one worker; default: no Ray, or local Ray with --workers).")
 
 
-def _backend(args: argparse.Namespace):
+def _backend(args: argparse.Namespace, on_ray: bool):
     if args.backend == "heuristic":
         return HeuristicBackend()
     config = LLMConfig(
         base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, rpm=args.rpm, tpm=args.tpm,
         concurrency=args.concurrency, max_retries=args.max_retries, timeout_s=args.timeout, backoff_s=args.backoff,
         usd_per_mtok_in=args.usd_per_mtok_in, usd_per_mtok_out=args.usd_per_mtok_out,
+        image_patch_px=args.image_patch_px, image_overhead_tokens=args.image_overhead_tokens,
     )
-    return LLMBackend(LLMClient(config, args.out / "videoqa"))
+    workdir = args.out / "videoqa"
+    return EndpointBackend(config, workdir) if on_ray else LLMBackend(LLMClient(config, workdir))
+
+
+def _segmentor(args: argparse.Namespace, on_ray: bool) -> Sam2 | Sam2OnRay | None:
+    if not args.sam2_config:
+        return None
+    checkpoint = checkpoint_arg(args.sam2_checkpoint)
+    if not on_ray:
+        return Sam2(args.sam2_config, checkpoint, args.device, args.sam2_image_size)
+    # no CPU reserved: the Ray workers that call it hold theirs (reserving one could starve them)
+    (actor,) = sam2_actors(1, args.sam2_config, checkpoint, args.device, args.sam2_image_size, num_cpus=0)
+    return Sam2OnRay(actor, args.sam2_config, checkpoint)
+
+
+def _run_sources(args: argparse.Namespace, branches: list[str], ctx: Context, workers: int) -> None:
+    for source in args.source:
+        stats = run_source(args.out, source, branches, ctx, args.concurrency, args.retry_failed, workers)
+        target = stats["source"]
+        print(f"videoqa: {source}: {stats['written']} samples from {stats['accepted']} of {stats['units']} sample x branch units "
+              f"({args.backend}) -> {workspace.unified_dir(args.out, target)}; rejects {args.out / 'rejects' / (target + '.jsonl')}; "
+              f"stats {args.out / 'stats' / (target + '.json')}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,35 +99,39 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "openai" and not args.model:
         print("videoqa: --backend openai needs --model (the model name the endpoint serves)", file=sys.stderr)
         return 2
-    try:
-        if args.dry_run:  # renders prompts only: no client, no key needed
-            frames = args.frames if args.backend == "openai" else 0
+    if args.workers < 0:
+        print("videoqa: --workers must be 0 (no Ray) or more", file=sys.stderr)
+        return 2
+    sam2_error = args.sam2_config and model_args_error(args.sam2_config, checkpoint_arg(args.sam2_checkpoint))
+    if sam2_error:
+        print(f"videoqa: {sam2_error}", file=sys.stderr)
+        return 2
+    if args.dry_run:  # renders prompts only: no client, no key, no Ray
+        frames = args.frames if args.backend == "openai" else 0
+        try:
             path = dry_run(args.out, args.source, branches, args.dry_run, frames)
-            print(path.read_text(encoding="utf-8"))
-            print(f"videoqa: prompts of {args.dry_run} sample(s) per source written to {path}; nothing was sent")
-            return 0
-        backend = _backend(args)
+        except FileNotFoundError as err:
+            print(f"videoqa: {err}", file=sys.stderr)
+            return 2
+        print(path.read_text(encoding="utf-8"))
+        print(f"videoqa: prompts of {args.dry_run} sample(s) per source written to {path}; nothing was sent")
+        return 0
+    workers = max(1, args.workers) if args.workers or args.ray_address else 0
+    started = bool(workers) and raypool.start_ray(args.ray_address, workers)
+    backend = None
+    try:
+        backend = _backend(args, bool(workers))
+        _run_sources(args, branches, Context(backend=backend, frames_per_prompt=args.frames, sam2=_segmentor(args, bool(workers))), workers)
     except (ValueError, FileNotFoundError) as err:
         print(f"videoqa: {err}", file=sys.stderr)
         return 2
-    sam2 = None
-    if args.sam2_config:
-        checkpoint = None if (args.sam2_checkpoint or "none").lower() == "none" else args.sam2_checkpoint
-        sam2 = Sam2(args.sam2_config, checkpoint, pick_device(args.device))
-    ctx = Context(backend=backend, frames_per_prompt=args.frames, sam2=sam2)
-    try:
-        for source in args.source:
-            stats = run_source(args.out, source, branches, ctx, args.concurrency, args.retry_failed)
-            target = stats["source"]
-            print(f"videoqa: {source}: {stats['written']} samples from {stats['accepted']} of {stats['units']} sample x branch units "
-                  f"({args.backend}) -> {workspace.unified_dir(args.out, target)}; rejects {args.out / 'rejects' / (target + '.jsonl')}; "
-                  f"stats {args.out / 'stats' / (target + '.json')}")
-    except FileNotFoundError as err:
-        print(f"videoqa: {err}", file=sys.stderr)
-        return 2
     finally:
-        if isinstance(backend, LLMBackend):
-            workspace.write_json_atomic(args.out / "videoqa" / "stats.json", {"agents": backend.client.stats_dict()})
-            backend.client.close()
+        if backend is not None and args.backend == "openai":
+            workspace.write_json_atomic(args.out / "videoqa" / "stats.json", backend.report())
+            backend.close()
             print(f"videoqa: request stats in {args.out / 'videoqa' / 'stats.json'}; failures in {args.out / 'videoqa' / 'failed_requests.jsonl'}")
+        if started:
+            import ray
+
+            ray.shutdown()
     return 0

@@ -8,11 +8,15 @@ OUT/videoqa/<source>/journal.jsonl as soon as it is known; a rerun skips what th
     OUT/unified/videoqa_<source>/part-NNNNN.parquet   one per input part (+ .done, source.json)
     OUT/rejects/videoqa_<source>.jsonl                {reason, locator, detail}
     OUT/stats/videoqa_<source>.json                   units (sample x branch) accepted/rejected by reason, written
-    OUT/videoqa/stats.json                            per-agent requests, tokens, cost (this run)
+    OUT/videoqa/stats.json                            per-agent requests, tokens, cost (this run); response_format mode
     OUT/videoqa/failed_requests.jsonl                 LLM requests that failed for good
 
-Samples run on a thread pool of `concurrency` workers: the work is waiting on the endpoint, and
-one process keeps one rate limiter, one cache and the API key in memory only.
+Where samples run: by default on a thread pool of `concurrency` threads in this process (the
+work is mostly waiting on the endpoint). With `workers` > 0 they run as Ray tasks, at most
+`workers` at once, each doing the per-sample work (frames, track facts, branch logic, prompts)
+and asking the LLM through the run's one endpoint actor (pipelines/videoqa/endpoint.py) and SAM 2
+through one Segmentor actor. Either way the driver writes the journal as units finish and
+assembles the outputs in input order, so both give byte-identical parts.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipelines import workspace
+from pipelines import raypool, workspace
 from pipelines.llm import LLMFailure
 from pipelines.llm.cache import digest_images
 from pipelines.videoqa.agents import AGENTS
@@ -90,8 +94,23 @@ def _process(branch: str, sample: Sample, root: Path, ctx: Context) -> dict:
         return {"samples": [], "reject": {"reason": f"llm_{err.reason}", "locator": sample.id, "detail": err.detail[:500]}}
 
 
-def run_source(out: Path, source: str, branches: list[str], ctx: Context, concurrency: int, retry_failed: bool = False) -> dict:
-    """Run `branches` over every sample of `source`; returns the stats (also written to OUT/stats)."""
+def _results(jobs: list[tuple[str, tuple]], concurrency: int, workers: int) -> Iterator[tuple[str, dict]]:
+    """(journal key, `_process` result) per job as jobs finish: on Ray tasks when `workers`, else on threads."""
+    if workers:
+        import ray
+
+        yield from raypool.unordered(ray.remote(num_cpus=1, max_retries=0)(_process), jobs, workers)
+        return
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = {pool.submit(_process, *args): key for key, args in jobs}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def run_source(out: Path, source: str, branches: list[str], ctx: Context, concurrency: int, retry_failed: bool = False,
+               workers: int = 0) -> dict:
+    """Run `branches` over every sample of `source` (on `workers` Ray tasks, or `concurrency` threads
+    when 0; Ray must then be running and `ctx` hold Ray backends); returns the stats (also written to OUT/stats)."""
     root = workspace.source_root(out, source)
     target = output_source(source)
     journal_path = out / "videoqa" / source / "journal.jsonl"
@@ -107,11 +126,10 @@ def run_source(out: Path, source: str, branches: list[str], ctx: Context, concur
         entry = done.get(key)
         return entry is None or (retry_failed and entry["reject"] is not None and entry["reject"]["reason"].startswith("llm_"))
 
-    todo = [u for u in units if pending(u[1])]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool, journal_path.open("a", encoding="utf-8") as journal:
-        futures = {pool.submit(_process, branch, sample, root, uctx): key for _, key, branch, sample, uctx in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"videoqa {source}", unit="sample"):
-            entry = {"key": futures[future], **future.result()}
+    jobs = [(key, (branch, sample, root, uctx)) for _, key, branch, sample, uctx in units if pending(key)]
+    with journal_path.open("a", encoding="utf-8") as journal:
+        for key, result in tqdm(_results(jobs, concurrency, workers), total=len(jobs), desc=f"videoqa {source}", unit="sample"):
+            entry = {"key": key, **result}
             journal.write(json.dumps(entry, sort_keys=True) + "\n")
             journal.flush()
             done[entry["key"]] = entry

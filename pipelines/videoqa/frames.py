@@ -9,10 +9,8 @@ frames spread evenly. Frames are read by `sources.media.load_frames`.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from pipelines.render import annotated_frames, draw_regions

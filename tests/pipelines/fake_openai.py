@@ -4,8 +4,11 @@ Each request takes the next entry of `script` (then answers normally): "429" (wi
 "400", "500", "timeout" (answers only after `slow_s`), "garbled" (a 200 whose body is not JSON),
 "malformed" (content not JSON), "violating" (JSON that breaks the schema), "empty" (an empty
 string), "no_choices" (a completion without choices). `fail_if(body)` true makes a request answer 500
-always. The normal answer is `answers[schema name]`. Every request is recorded with its arrival
-time and Authorization header, so tests can check rate limits and that the key was sent.
+always. `refuse_formats` lists response_format types ("json_schema", "json_object", "none" for
+no response_format) answered with a 400 naming them, as servers without structured outputs do.
+The normal answer is `answers[schema name]`, the name taken from the json_schema response_format
+or else from the schema stated in the system prompt (its title). Every request is recorded with
+its arrival time and Authorization header, so tests can check rate limits and that the key was sent.
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ FAULTS = {
 }
 
 
+def schema_name(body: dict) -> str:
+    """The name of the schema a request asks for: from its response_format, else its system prompt."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return fmt["json_schema"]["name"]
+    system = body["messages"][0]["content"]
+    return json.loads(system[system.rindex("JSON schema:\n") + len("JSON schema:\n"):])["title"]
+
+
 class FakeOpenAI:
     def __init__(self, answers: dict[str, dict], script: list[str] = (), fail_if: Callable[[dict], bool] = lambda b: False,
-                 retry_after: str = "0", slow_s: float = 1.0):
+                 retry_after: str = "0", slow_s: float = 1.0, refuse_formats: tuple[str, ...] = ()):
         self.answers, self.script, self.fail_if = answers, list(script), fail_if
+        self.refuse_formats = refuse_formats
         self.retry_after, self.slow_s = retry_after, slow_s
         self.requests: list[tuple[float, dict, str]] = []
         self.lock = threading.Lock()
@@ -45,6 +58,7 @@ class FakeOpenAI:
                 return "500"
             return self.script.pop(0) if self.script else "ok"
 
+
     def _handler(self):
         fake = self
 
@@ -56,6 +70,9 @@ class FakeOpenAI:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     fake.requests.append((time.monotonic(), body, self.headers.get("Authorization", "")))
+                fmt = (body.get("response_format") or {}).get("type", "none")
+                if fmt in fake.refuse_formats:
+                    return self._send(400, {"error": {"message": f"response_format type {fmt} is not supported"}})
                 kind = fake._next(body)
                 if kind == "429":
                     return self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": fake.retry_after})
@@ -69,7 +86,7 @@ class FakeOpenAI:
                     time.sleep(fake.slow_s)
                 status, text = FAULTS.get(kind, (200, None))
                 if text is None:
-                    text = json.dumps(fake.answers[body["response_format"]["json_schema"]["name"]])
+                    text = json.dumps(fake.answers[schema_name(body)])
                 self._send(status, {
                     "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

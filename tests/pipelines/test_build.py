@@ -50,6 +50,8 @@ def test_commands_of_every_stage(tmp_path):
     assert plan(tmp_path, train_overrides=["data.image_size=56"]).commands("shard")[0][-2:] == ["--view-size", "56"]
     assert plan(tmp_path, shard_args=["--view-size=0"]).commands("shard")[0][-1] == "--view-size=0"
     assert plan(tmp_path, train_config=None).commands("shard")[0][-1] == str(tmp_path)
+    ray = plan(tmp_path, ray_address="auto")
+    assert [ray.commands(stage)[0][-2:] for stage in ("ingest", "videoqa", "shard")] == [["--ray-address", "auto"]] * 3
     assert p.commands("report") == [["report", str(tmp_path)]]
     assert plan(tmp_path, videoqa_sources=[], train_config=None).commands("videoqa") == []
     assert plan(tmp_path, train_config=None).commands("train") == []

@@ -1,16 +1,21 @@
 """LLM client against a local fault-injecting OpenAI-compatible server: retries, repairs,
-failures on file, cache reruns, the RPM/TPM limits and the key never written."""
+failures on file, cache reruns, the RPM/TPM limits (image tokens included), the response_format
+fall-back and the key never written."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 
 import pytest
+from PIL import Image
 
 from pipelines.llm import LLMClient, LLMConfig, LLMFailure
 from pipelines.llm.limiter import RateLimiter
-from pipelines.llm.messages import user
+from pipelines.llm.messages import system, user
+from pipelines.llm.tokens import estimate_tokens
 from pipelines.videoqa.agents import Captions
 from tests.pipelines.fake_openai import FakeOpenAI
 
@@ -106,11 +111,11 @@ def test_rerun_is_answered_from_the_cache(tmp_path, key_env):
     _assert_key_never_written(tmp_path)
 
 
-def test_rpm_limit_holds_on_the_server_side(tmp_path, key_env):
-    server = FakeOpenAI(ANSWERS)
-    client = _client(server, tmp_path, rpm=300, concurrency=4)  # 5 per second: a "minute" scaled to 1 s
+def _complete_at_once(server, tmp_path, count: int, **changes) -> LLMClient:
+    """`count` different requests from as many threads at once; returns the (closed) client."""
+    client = _client(server, tmp_path, **changes)
     try:
-        threads = [threading.Thread(target=client.complete, args=("refiner", [user(f"r{i}")], Captions, "t/1", f"s{i}")) for i in range(8)]
+        threads = [threading.Thread(target=client.complete, args=("refiner", [user(f"r{i}")], Captions, "t/1", f"s{i}")) for i in range(count)]
         for t in threads:
             t.start()
         for t in threads:
@@ -118,6 +123,12 @@ def test_rpm_limit_holds_on_the_server_side(tmp_path, key_env):
     finally:
         client.close()
         server.close()
+    return client
+
+
+def test_rpm_limit_holds_on_the_server_side(tmp_path, key_env):
+    server = FakeOpenAI(ANSWERS)
+    _complete_at_once(server, tmp_path, 8, rpm=300, concurrency=4)  # 5 per second: a "minute" scaled to 1 s
     times = sorted(t for t, _, _ in server.requests)
     assert len(times) == 8
     # Any 1 s window holds at most 300/60 + 1 requests (without the limiter all 8 arrive within
@@ -142,3 +153,79 @@ def test_missing_key_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(ValueError, match="NO_SUCH_KEY_VAR is not set"):
         LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NO_SUCH_KEY_VAR"), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("refused", "modes"),
+    [
+        (("json_schema",), {"json_schema": 1, "json_object": 2}),
+        (("json_schema", "json_object"), {"json_schema": 1, "json_object": 1, "none": 2}),
+    ],
+)
+def test_a_refused_response_format_falls_back_once(tmp_path, key_env, refused, modes):
+    server = FakeOpenAI(ANSWERS, refuse_formats=refused)
+    messages = [[system("You write captions."), user("q0")], [user("q1")]]
+    try:
+        client = _client(server, tmp_path)
+        answers = [client.complete("refiner", m, Captions, "t/1", locator=f"s{i}") for i, m in enumerate(messages)]
+        stats, final = client.stats_dict()["refiner"], client.format
+        client.close()
+        rerun = _client(server, tmp_path)  # a fresh client starts at json_schema again, but the cache answers first
+        rerun.complete("refiner", messages[0], Captions, "t/1", locator="s0")
+        rerun.close()
+    finally:
+        server.close()
+    assert answers == [Captions(**ANSWERS["Captions"])] * 2
+    assert final == list(modes)[-1] and stats["formats"] == modes
+    assert (stats["requests"], stats["retries"], stats["failures"]) == (sum(modes.values()), 0, 0)
+    assert len(server.requests) == sum(modes.values())  # the rerun sent nothing
+    note = "Reply with only a JSON object that matches this JSON schema:\n" + json.dumps(Captions.model_json_schema(), sort_keys=True)
+    (_, fell_back, _), (_, later, _) = server.requests[len(refused)], server.requests[-1]
+    assert fell_back["messages"] == [{"role": "system", "content": "You write captions.\n\n" + note}, {"role": "user", "content": "q0"}]
+    assert later["messages"] == [{"role": "system", "content": note}, {"role": "user", "content": "q1"}]
+    expected = {"json_object": {"type": "json_object"}, "none": None}[final]
+    assert [body.get("response_format") for _, body, _ in server.requests[len(refused):]] == [expected] * 2
+    assert not (tmp_path / "failed_requests.jsonl").exists()
+
+
+def test_concurrent_refusals_fall_back_one_step_only(tmp_path, key_env):
+    client = _complete_at_once(FakeOpenAI(ANSWERS, refuse_formats=("json_schema",)), tmp_path, 4, concurrency=4)
+    formats = client.stats_dict()["refiner"]["formats"]
+    # several threads may see the 400 of json_schema; each must move to json_object, not past it
+    assert client.format == "json_object" and formats["json_object"] == 4 and "none" not in formats
+
+
+def test_a_server_refusing_every_format_fails_the_request(tmp_path, key_env):
+    server = FakeOpenAI(ANSWERS, refuse_formats=("json_schema", "json_object", "none"))
+    client = _client(server, tmp_path)
+    try:
+        with pytest.raises(LLMFailure, match="http_400"):
+            client.complete("refiner", [user("x")], Captions, "t/1", locator="s0")
+    finally:
+        client.close()
+        server.close()
+    assert len(server.requests) == 3
+    (row,) = [json.loads(line) for line in (tmp_path / "failed_requests.jsonl").read_text().splitlines()]
+    assert row["reason"] == "http_400" and "response_format type none is not supported" in row["detail"]
+
+
+def _image(width: int, height: int, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_token_estimate_counts_images_by_pixel_size():
+    jpeg = "data:image/jpeg;base64," + base64.b64encode(_image(100, 60, "JPEG")).decode()
+    messages = [
+        user("hi", [_image(448, 252, "PNG"), _image(30, 20, "PNG")]),
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": jpeg}}]},
+    ]
+    text = (
+        '[{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": ""}}, '
+        '{"type": "image_url", "image_url": {"url": ""}}]}, {"role": "user", "content": [{"type": "image_url", "image_url": {"url": ""}}]}]'
+    )
+    # Qwen2-VL rule: 448x252 -> 16*9 patches, 30x20 -> 2*1, 100x60 -> 4*3; +2 tokens per image
+    assert estimate_tokens(messages, 50, patch_px=28, overhead=2) == len(text) // 4 + (144 + 2) + (2 + 2) + (12 + 2) + 50
+    assert estimate_tokens(messages, 50, patch_px=14, overhead=0) == len(text) // 4 + 32 * 18 + 3 * 2 + 8 * 5 + 50
+    assert estimate_tokens([user("hi")], 0, 28, 2) == len('[{"role": "user", "content": "hi"}]') // 4

@@ -10,12 +10,10 @@ from pipelines import workspace
 from pipelines.cli import main
 from pipelines.segment import Sam2, segment_source
 from pipelines.videoqa.branches import Context, HeuristicBackend, description_branch
-from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks, validate
+from schemas import Region, RegionFrame, masks, validate
 from schemas.arrow import read_parquet
-from sources.fixtures import write_image
-from tests.pipelines.videoqa_inputs import H, W, video_sample, write_source
+from tests.pipelines.videoqa_inputs import CONFIG, H, W, vg_sample, video_sample, write_source
 
-CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -26,22 +24,9 @@ def sam():
     return Sam2(CONFIG, None, device="cpu", image_size=256)
 
 
-def _vg_sample(root, index: int, prompt: str) -> Sample:
-    rel = f"VG_100K/{index}.jpg"
-    write_image(root / rel, W, H, [(8, 6, 30, 24)], seed=index)
-    frame = RegionFrame(frame=0, box=(8.0, 6.0, 30.0, 24.0)) if prompt == "box" else RegionFrame(frame=0, point=(19.0, 15.0))
-    return Sample(
-        id=f"vg/train/{index}", source="vg", subset="train", split="train", license="CC-BY-4.0", task="phrase_caption",
-        media=Media(kind="image", path=rel, width=W, height=H),
-        regions=[Region(label="block", prompt=prompt, frames=[frame])],
-        conversation=[Turn(role="user", text="What is <obj0>?"), Turn(role="assistant", text="a red block")],
-        provenance=Provenance(file="region_descriptions.json", locator=f"[{index}]", adapter="vg", adapter_version="1"),
-    )
-
-
 def test_image_prompts_become_sam2_masks(tmp_path, sam):
     root, out = tmp_path / "vg", tmp_path / "out"
-    write_source(out, root, "vg", [_vg_sample(root, 1, "box"), _vg_sample(root, 2, "point")])
+    write_source(out, root, "vg", [vg_sample(root, 1, "box"), vg_sample(root, 2, "point")])
     stats = segment_source(out, "vg", sam)
     samples = read_parquet(workspace.part_path(out, "vg_sam2", 0))
     assert stats["read"] == stats["written"] + stats["rejected"] == 2
@@ -80,7 +65,7 @@ def test_keyframe_box_propagates_through_the_video(tmp_path, sam):
 
 def test_cli_rerun_skips_complete_parts(tmp_path, sam, capsys):
     root, out = tmp_path / "vg", tmp_path / "out"
-    write_source(out, root, "vg", [_vg_sample(root, 1, "box")])
+    write_source(out, root, "vg", [vg_sample(root, 1, "box")])
     segment_source(out, "vg", sam)
     part = workspace.part_path(out, "vg_sam2", 0)
     before = part.read_bytes()

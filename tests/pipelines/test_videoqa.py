@@ -17,10 +17,8 @@ from sources.media import load_frames
 from schemas import Media, validate
 from schemas.arrow import read_parquet
 from tests.pipelines.fake_openai import FakeOpenAI
-from tests.pipelines.videoqa_inputs import video_sample, write_mp4, write_source
+from tests.pipelines.videoqa_inputs import ANSWERS, CONFIG, RIGHT, STILL, video_sample, write_mp4, write_source
 
-RIGHT = [(2, 2, 10, 10), (14, 2, 22, 10), (26, 2, 34, 10)]
-STILL = [(30, 20, 40, 30)] * 3
 KEY = "sk-videoqa-SECRET-7"
 
 
@@ -86,21 +84,6 @@ def test_rerun_and_resume_are_byte_identical(workspace_two_objects):
     part.unlink()
     assert main(args) == 0
     assert part.read_bytes() == first
-
-
-ANSWERS = {
-    "Annotation": {"objects": [{"index": 0, "appearance": "a red block", "motion": "it slides to the right"}]},
-    "QASet": {
-        "qa": [
-            {"type": "basic", "question": "What is <obj0>?", "answer": "A red block."},
-            {"type": "future_prediction", "question": "Where will <obj0> go?", "answer": "Out of view on the right."},
-        ],
-        "choice": {"question": "Where does <obj0> move?", "options": ["left", "right", "up", "down"], "answer": "B"},
-    },
-    "Analysis": {"subject": "block", "other_nouns": []},
-    "Review": {"accept": False, "reason": "the mask covers the background"},
-    "Captions": {"detailed": "<obj0> is a red block.", "short": "A block."},
-}
 
 
 @pytest.fixture
@@ -195,3 +178,13 @@ def test_frames_of_a_video_file_are_decoded_and_highlighted(tmp_path):
     assert [Image.open(io.BytesIO(p)).size for p in pngs] == [(48, 32), (48, 32)]
     with pytest.raises(FileNotFoundError, match="has no frame 7"):
         load_frames(sample, root, [7])
+
+
+def test_bad_segmentor_arguments_stop_before_any_work(three_videos, capsys):
+    out = three_videos
+    base = ["videoqa", "--out", str(out), "--source", "mevis", "--branch", "description"]
+    assert main([*base, "--sam2-config", CONFIG, "--sam2-checkpoint", str(out / "nope.pt")]) == 2
+    assert f"checkpoint {out / 'nope.pt'} not found: pass the path of a SAM 2 .pt file" in capsys.readouterr().err
+    assert main([*base, "--sam2-config", "nope.yaml", "--sam2-checkpoint", "none"]) == 2
+    assert "no sam2 config 'nope.yaml': name one inside the sam2 package" in capsys.readouterr().err
+    assert not (out / "videoqa").exists()
