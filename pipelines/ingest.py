@@ -42,7 +42,7 @@ import yaml
 from tqdm import tqdm
 
 from pipelines import workspace
-from pipelines.raypool import start_ray
+from pipelines.raypool import ray_session
 from schemas import Reject, Sample, validate
 from sources import registry
 from sources.base import Adapter, Unit
@@ -252,17 +252,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         roots = resolve_roots(args.source, args.root, args.roots)
-        started = start_ray(args.ray_address, args.workers)
-        workers = args.workers or int(ray.cluster_resources().get("CPU", 1))
-        try:
+        with ray_session(args.ray_address, args.workers):
+            workers = args.workers or int(ray.cluster_resources().get("CPU", 1))
             for name, root in roots.items():
                 stats = ingest_source(name, root, args.out, workers, args.units_per_part)
                 print(f"{name}: read {stats['read']}, written {stats['written']}, rejected {stats['rejected']} "
                       f"-> {workspace.unified_dir(args.out, name)}, {args.out / 'rejects' / (name + '.jsonl')}, "
                       f"{args.out / 'stats' / (name + '.json')}")
-        finally:
-            if started:
-                ray.shutdown()
     except IngestError as err:
         print(f"pixelrefer ingest: {err}", file=sys.stderr)
         return 1

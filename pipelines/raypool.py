@@ -1,29 +1,34 @@
 """Ray plumbing shared by the stages that run on Ray (ingest, segment, videoqa).
 
-    started = start_ray(args.ray_address, workers)      # local Ray with `workers` CPUs, or join a cluster
-    for key, result in unordered(task, jobs, limit):    # at most `limit` tasks in flight, as they finish
-        ...
-    if started:
-        ray.shutdown()
+    with ray_session(args.ray_address, workers):        # local Ray with `workers` CPUs, or join a cluster
+        for key, result in unordered(task, jobs, limit):  # at most `limit` tasks in flight, as they finish
+            ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
-def start_ray(address: str | None, workers: int | None) -> bool:
-    """Start local Ray (or join `address`); False when Ray was already running in this process."""
+@contextmanager
+def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
+    """Ray for one stage: join `address`, or start a local Ray with `workers` CPUs (all when None).
+    A Ray already running in this process (a caller's, a test's) is used and left running."""
     import ray
 
     if ray.is_initialized():
-        return False
+        yield
+        return
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def gpus_per_actor() -> int:

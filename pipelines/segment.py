@@ -328,22 +328,17 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         print("segment: --workers must be 0 (no Ray) or more", file=sys.stderr)
         return 2
-    on_ray = bool(args.workers or args.ray_address)
-    started = on_ray and raypool.start_ray(args.ray_address, max(1, args.workers))
+    workers = max(1, args.workers) if args.workers or args.ray_address else 0
     try:
-        if on_ray:
-            segmenter = sam2_actors(max(1, args.workers), args.sam2_config, checkpoint, args.device, args.image_size)
+        if not workers:
+            stats = segment_source(args.out, args.source, Sam2(args.sam2_config, checkpoint, args.device, args.image_size))
         else:
-            segmenter = Sam2(args.sam2_config, checkpoint, args.device, args.image_size)
-        stats = segment_source(args.out, args.source, segmenter)
+            with raypool.ray_session(args.ray_address, workers):
+                actors = sam2_actors(workers, args.sam2_config, checkpoint, args.device, args.image_size)
+                stats = segment_source(args.out, args.source, actors)
     except FileNotFoundError as err:
         print(f"segment: {err}", file=sys.stderr)
         return 2
-    finally:
-        if started:
-            import ray
-
-            ray.shutdown()
     target = stats["source"]
     print(f"segment: {stats['written']} of {stats['read']} samples written to {workspace.unified_dir(args.out, target)}; "
           f"{stats['rejected']} rejected ({args.out / 'rejects' / (target + '.jsonl')}); stats in {args.out / 'stats' / (target + '.json')}")

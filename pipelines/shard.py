@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from pipelines import workspace
+from pipelines import raypool, workspace
 from schemas import Reject, Sample
 from schemas import masks
 from sources.media import MissingFrame, load_frames, read_media_bytes
@@ -282,12 +282,11 @@ def encoded(rows: Iterable[tuple[int, tuple[Sample, Path]]], cfg: SaotConfig, vi
     import ray
     from ray.util import ActorPool
 
-    ray.init(address=ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    actor = ray.remote(num_gpus=gpus)(_Encoder)
-    pool = ActorPool([actor.remote(cfg, view_size) for _ in range(max(1, workers))])
-    for results in pool.map(lambda a, chunk: a.encode.remote(chunk), _chunks(rows)):
-        yield from results
+    with raypool.ray_session(ray_address, max(1, workers)):
+        actor = ray.remote(num_gpus=raypool.gpus_per_actor())(_Encoder)
+        pool = ActorPool([actor.remote(cfg, view_size) for _ in range(max(1, workers))])
+        for results in pool.map(lambda a, chunk: a.encode.remote(chunk), _chunks(rows)):
+            yield from results
 
 
 # ---------------------------------------------------------------- shard files

@@ -62,7 +62,7 @@ class Views:
         """Side of each frame of an F-frame clip: g x g patches with g = min(image_size / patch,
         floor(sqrt(budget / F))), at least one patch. Stands in for VideoLLaMA3's per-frame
         down-scaling and 2x2 token merge: a 180-frame clip gets 6x6 patches per frame at 8192."""
-        g = min(self.image_size // self.patch, math.isqrt(max(self.video_max_tokens // max(frames, 1), 1)))
+        g = min(self.image_size // self.patch, math.isqrt(self.video_max_tokens // max(frames, 1)))
         return max(g, 1) * self.patch
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from pipelines import raypool, workspace
@@ -117,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"videoqa: prompts of {args.dry_run} sample(s) per source written to {path}; nothing was sent")
         return 0
     workers = max(1, args.workers) if args.workers or args.ray_address else 0
-    started = bool(workers) and raypool.start_ray(args.ray_address, workers)
+    with raypool.ray_session(args.ray_address, workers) if workers else nullcontext():
+        return _generate(args, branches, workers)
+
+
+def _generate(args: argparse.Namespace, branches: list[str], workers: int) -> int:
+    """Run every source; the request stats are written even when a source fails."""
     backend = None
     try:
         backend = _backend(args, bool(workers))
@@ -130,8 +136,4 @@ def run(args: argparse.Namespace) -> int:
             workspace.write_json_atomic(args.out / "videoqa" / "stats.json", backend.report())
             backend.close()
             print(f"videoqa: request stats in {args.out / 'videoqa' / 'stats.json'}; failures in {args.out / 'videoqa' / 'failed_requests.jsonl'}")
-        if started:
-            import ray
-
-            ray.shutdown()
     return 0

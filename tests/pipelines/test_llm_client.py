@@ -229,3 +229,31 @@ def test_token_estimate_counts_images_by_pixel_size():
     assert estimate_tokens(messages, 50, patch_px=28, overhead=2) == len(text) // 4 + (144 + 2) + (2 + 2) + (12 + 2) + 50
     assert estimate_tokens(messages, 50, patch_px=14, overhead=0) == len(text) // 4 + 32 * 18 + 3 * 2 + 8 * 5 + 50
     assert estimate_tokens([user("hi")], 0, 28, 2) == len('[{"role": "user", "content": "hi"}]') // 4
+
+
+class _Debits:
+    """Stands in for the rate limiter and records what each request reserves."""
+
+    def __init__(self):
+        self.acquired: list[int] = []
+
+    def acquire(self, tokens: int) -> None:
+        self.acquired.append(tokens)
+
+    def settle(self, estimated: int, actual: int) -> None:
+        pass
+
+
+def test_the_client_reserves_the_image_aware_estimate(tmp_path, key_env):
+    server = FakeOpenAI(ANSWERS)
+    client = _client(server, tmp_path, tpm=10**6, max_tokens=50)
+    client._limiter = debits = _Debits()
+    messages = [user("caption <obj0>", [_image(448, 252, "PNG")])]
+    try:
+        client.complete("refiner", messages, Captions, "t/1", locator="s0")
+    finally:
+        client.close()
+        server.close()
+    sent = server.requests[0][1]["messages"]
+    assert debits.acquired == [estimate_tokens(sent, 50, patch_px=28, overhead=2)]
+    assert debits.acquired[0] >= 144 + 2 + 50  # the 448x252 image's 16 x 9 patches are in it
