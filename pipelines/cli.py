@@ -5,6 +5,7 @@ only the module of the verb being run is imported, so `pixelrefer --help` stays 
 
     pixelrefer --help
     pixelrefer validate samples.jsonl
+    pixelrefer --debug mix --recipe my.yaml --out build    # an error shows its traceback
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import argparse
 import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
+
+from pipelines import errors
 
 # verb -> (module, one-line help), in the order a user meets them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mix": ("pipelines.mix", "Select samples per stage from a recipe, deterministically, with exact dedup."),
     "segment": ("pipelines.segment", "Turn box/point prompts into masks with SAM 2."),
     "videoqa": ("pipelines.videoqa.cli", "Generate video QA and captions with the multi-agent engine."),
+    "export": ("pipelines.export", "Write a mixed stage as an official PixelRefer / VideoRefer training JSON."),
     "shard": ("pipelines.shard", "Precompute SAOT crops and write WebDataset shards."),
     "train": ("train.train", "Train a PixelRefer model (Vision-Object or Lite) from shards; resumes in its output_dir."),
     "build": ("pipelines.build", "Run every stage of a recipe (ingest to report), resumably."),
@@ -47,6 +51,7 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
         description="Build PixelRefer-style region data from public releases and train on it.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="On an error, show its traceback instead of one line.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -56,8 +61,20 @@ def build_parser(verb: str | None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb. Whatever it raises is printed as one line, `error: ...`, with exit status 2
+    for a user error and 1 for an internal one (`pipelines.errors`), unless `--debug` precedes
+    the verb: then the traceback shows."""
     argv = sys.argv[1:] if argv is None else argv
     verb = next((a for a in argv if a in COMMANDS), None)
+    try:
+        return _run(argv, verb)
+    except Exception as err:  # noqa: BLE001 - every failure of a verb ends here, as one line
+        if "--debug" in (argv[: argv.index(verb)] if verb else argv):
+            raise
+        return errors.print_error(err)
+
+
+def _run(argv: list[str], verb: str | None) -> int:
     parser = build_parser(verb)
     args, extra = parser.parse_known_args(argv)
     if args.verb is None:

@@ -2,7 +2,7 @@
 
     pixelrefer ingest --source lvis --root /data/lvis --out build
     pixelrefer ingest --source all --root demo --out build        # demo/<source>/ per source
-    pixelrefer ingest --source all --roots roots.yaml --out build  # {source: root}
+    pixelrefer ingest --source all --roots roots.yaml --out build  # {source: root or {annotations, media}}
     pixelrefer ingest --source lvis --root /data/lvis --out /shared/build --ray-address auto
 
 The adapter splits its release into ordered units (`Adapter.units`); `--units-per-part`
@@ -45,7 +45,8 @@ from pipelines import workspace
 from pipelines.raypool import ray_session
 from schemas import Reject, Sample, validate
 from sources import registry
-from sources.base import Adapter, Unit
+from sources.base import ADAPTER_ERROR, Adapter, Unit
+from sources.roots import Roots
 
 
 @dataclass(frozen=True)
@@ -68,21 +69,21 @@ def plan_parts(units: list[Unit], units_per_part: int) -> list[Part]:
     return [Part(i, tuple(units[s : s + units_per_part])) for i, s in enumerate(range(0, len(units), units_per_part))]
 
 
-def _outcomes(adapter: Adapter, root: Path, part: Part) -> Iterator[Sample | Reject]:
+def _outcomes(adapter: Adapter, roots: Roots, part: Part) -> Iterator[Sample | Reject]:
     for unit in part.units:
-        for outcome in adapter.convert(root, unit):
+        for outcome in adapter.convert(roots, unit):
             if not isinstance(outcome, (Sample, Reject)):
                 raise TypeError(f"adapter {adapter.name} yielded a {type(outcome).__name__} for unit {unit.name}")
             yield outcome
 
 
-def convert_part(adapter: Adapter, root: Path, out: Path, part: Part) -> dict[str, Any]:
+def convert_part(adapter: Adapter, roots: Roots, out: Path, part: Part) -> dict[str, Any]:
     """Convert and write one part (runs in a Ray worker); return its counts and seconds."""
     start = time.perf_counter()
     path = workspace.part_path(out, adapter.name, part.index)
     workspace.marker_path(path).unlink(missing_ok=True)  # a redone part is incomplete until its new marker
     samples, rejects = [], []
-    for outcome in _outcomes(adapter, root, part):
+    for outcome in _outcomes(adapter, roots, part):
         try:
             if isinstance(outcome, Reject):
                 raise outcome
@@ -125,7 +126,7 @@ def _remove_stale(out: Path, source: str, n_parts: int) -> None:
             path.unlink()
 
 
-def _run_on_ray(adapter: Adapter, root: Path, out: Path, parts: list[Part], workers: int, bar: tqdm) -> tuple[list, list]:
+def _run_on_ray(adapter: Adapter, roots: Roots, out: Path, parts: list[Part], workers: int, bar: tqdm) -> tuple[list, list]:
     """Run parts with at most `workers` in flight; return (timings, failures)."""
     import ray
 
@@ -135,7 +136,7 @@ def _run_on_ray(adapter: Adapter, root: Path, out: Path, parts: list[Part], work
     while queue or in_flight:
         while queue and len(in_flight) < workers:
             part = queue.pop(0)
-            in_flight[task.remote(adapter, root, out, part)] = part
+            in_flight[task.remote(adapter, roots, out, part)] = part
         [ref], _ = ray.wait(list(in_flight), num_returns=1)
         part = in_flight.pop(ref)
         try:
@@ -151,26 +152,33 @@ def _run_on_ray(adapter: Adapter, root: Path, out: Path, parts: list[Part], work
     return sorted(timings, key=lambda t: t["part"]), failures
 
 
-def ingest_source(name: str, root: Path, out: Path, workers: int, units_per_part: int = 1) -> dict[str, Any]:
+def ingest_source(name: str, roots: Roots | Path, out: Path, workers: int, units_per_part: int = 1) -> dict[str, Any]:
     """Ingest one source into `out`; return its stats (also written to stats/<name>.json)."""
     try:
         adapter = registry.get(name)
     except KeyError as err:
         raise IngestError(err.args[0]) from None
-    root = root.resolve()
+    roots = Roots.of(roots)
+    for folder in roots.declared:
+        if not folder.is_dir():
+            raise IngestError(f"source {name}: the declared root {folder} is not a folder; fix the path given "
+                              "with --root or in the roots file")
     try:
-        units = adapter.units(root)
+        units = adapter.units(roots)
     except FileNotFoundError as err:
-        raise IngestError(f"source {name}: {err}; expected under {root}: {adapter.layout}") from None
+        raise IngestError(f"source {name}: {err}") from None
+    except ValueError as err:  # a malformed annotation file: one line naming it
+        raise IngestError(f"source {name}: {err}") from None
     parts = plan_parts(units, units_per_part)
     workspace.write_json_atomic(workspace.unified_dir(out, name) / "source.json",
-                                {"source": name, "root": str(root), "adapter_version": adapter.version})
+                                {"source": name, **roots.to_json(), "adapter_version": adapter.version})
     _remove_stale(out, name, len(parts))
+    workspace.remove_dead_temps(workspace.unified_dir(out, name))
     todo = [p for p in parts if _reusable(workspace.part_path(out, name, p.index), p.plan(adapter)) is None]
     start = time.perf_counter()
     with tqdm(total=len(parts), initial=len(parts) - len(todo), unit="part", desc=f"ingest {name}") as bar:
-        timings, failures = _run_on_ray(adapter, root, out, todo, workers, bar)
-    stats = _finish(adapter, root, out, parts)
+        timings, failures = _run_on_ray(adapter, roots, out, todo, workers, bar)
+    stats = _finish(adapter, roots, out, parts)
     seconds = time.perf_counter() - start
     run_read = sum(t["read"] for t in timings)
     stats["timings"] = {"wall_seconds": round(seconds, 3), "parts_run": len(timings),
@@ -184,7 +192,7 @@ def ingest_source(name: str, root: Path, out: Path, workers: int, units_per_part
     return stats
 
 
-def _finish(adapter: Adapter, root: Path, out: Path, parts: list[Part]) -> dict[str, Any]:
+def _finish(adapter: Adapter, roots: Roots, out: Path, parts: list[Part]) -> dict[str, Any]:
     """Merge the complete parts' counts and rejects in part order; check ids are unique."""
     totals, reasons, rejects, seen, complete = Counter(), Counter(), [], {}, 0
     for part in parts:
@@ -203,19 +211,38 @@ def _finish(adapter: Adapter, root: Path, out: Path, parts: list[Part]) -> dict[
                                   f"{path.name}; the adapter must give unique ids (fix the adapter)")
             seen[sample_id] = path.name
     workspace.write_text_atomic(out / "rejects" / f"{adapter.name}.jsonl", "".join(rejects))
-    return {"source": adapter.name, "root": str(root), "adapter_version": adapter.version,
+    return {"source": adapter.name, **roots.to_json(), "adapter_version": adapter.version,
             "parts": len(parts), "complete_parts": complete, "read": totals["read"], "written": totals["written"],
             "rejected": sum(reasons.values()), "rejected_by_reason": dict(sorted(reasons.items())),
             "balanced": totals["read"] == totals["written"] + sum(reasons.values())}
 
 
-def resolve_roots(source: str, root: Path | None, roots_file: Path | None) -> dict[str, Path]:
-    """{source: root} for `--source NAME|all` with `--root DIR` or `--roots FILE.yaml`."""
+def _roots_entry(entry: Any, base: Path, where: str) -> Roots:
+    """One roots-file entry: a folder, or `{annotations: DIR, media: [DIR, ...]}` (relative to `base`)."""
+    if isinstance(entry, str):
+        return Roots.of(base / entry)
+    if isinstance(entry, dict) and isinstance(entry.get("annotations"), str) and set(entry) <= {"annotations", "media"}:
+        media = entry.get("media", [])
+        media = [media] if isinstance(media, str) else media
+        if isinstance(media, list) and all(isinstance(m, str) for m in media):
+            return Roots.of(base / entry["annotations"], [base / m for m in media])
+    raise IngestError(f"{where}: expected a folder or {{annotations: DIR, media: [DIR, ...]}}, got {str(entry)[:120]}")
+
+
+def resolve_roots(source: str, root: Path | None, roots_file: Path | None) -> dict[str, Roots]:
+    """{source: roots} for `--source NAME|all` with `--root DIR` or `--roots FILE.yaml`."""
     if roots_file is not None:
-        mapping = yaml.safe_load(roots_file.read_text(encoding="utf-8")) or {}
+        if not roots_file.is_file():
+            raise IngestError(f"roots file {roots_file} does not exist; give a YAML mapping `source: folder`")
+        try:
+            mapping = yaml.safe_load(roots_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise IngestError(f"{roots_file}{line}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
         if not isinstance(mapping, dict):
             raise IngestError(f"{roots_file}: expected a mapping `source: root`")
-        roots = {str(k): (roots_file.parent / str(v)) for k, v in mapping.items()}
+        roots = {str(k): _roots_entry(v, roots_file.parent, f"{roots_file}: {k}") for k, v in mapping.items()}
         if source != "all":
             if source not in roots:
                 raise IngestError(f"{roots_file} has no root for source {source!r}; add `{source}: <dir>`")
@@ -224,8 +251,8 @@ def resolve_roots(source: str, root: Path | None, roots_file: Path | None) -> di
     if root is None:
         raise IngestError("give --root DIR or --roots FILE.yaml")
     if source != "all":
-        return {source: root}
-    found = {name: root / name for name in registry.available() if (root / name).is_dir()}
+        return {source: Roots.of(root)}
+    found = {name: Roots.of(root / name) for name in registry.available() if (root / name).is_dir()}
     for name in sorted(set(registry.available()) - set(found)):
         print(f"ingest: skipping {name}: no folder {root / name}")
     if not found:
@@ -236,7 +263,8 @@ def resolve_roots(source: str, root: Path | None, roots_file: Path | None) -> di
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", required=True, help="A registered source name (see `pixelrefer sources`), or `all`.")
     parser.add_argument("--root", type=Path, help="The source's release folder; with --source all, a folder holding <source>/ per source.")
-    parser.add_argument("--roots", type=Path, help="YAML mapping source -> root (relative paths are relative to this file); replaces --root.")
+    parser.add_argument("--roots", type=Path, help="YAML mapping source -> folder, or source -> {annotations: DIR, media: [DIR, ...]} "
+                        "(one COCO folder can serve every COCO-based source; relative paths are relative to this file); replaces --root.")
     parser.add_argument("--out", type=Path, required=True, help="Workspace folder: writes unified/, rejects/ and stats/ under it.")
     parser.add_argument("--ray-address", help="Join this Ray cluster (e.g. `auto`, `ray://host:10001`); default: start a local Ray.")
     parser.add_argument("--workers", type=int, help="Parts converted at once (and local Ray CPUs); default: every CPU Ray has.")
@@ -254,11 +282,15 @@ def run(args: argparse.Namespace) -> int:
         roots = resolve_roots(args.source, args.root, args.roots)
         with ray_session(args.ray_address, args.workers):
             workers = args.workers or int(ray.cluster_resources().get("CPU", 1))
-            for name, root in roots.items():
-                stats = ingest_source(name, root, args.out, workers, args.units_per_part)
+            for name, source_roots in roots.items():
+                stats = ingest_source(name, source_roots, args.out, workers, args.units_per_part)
                 print(f"{name}: read {stats['read']}, written {stats['written']}, rejected {stats['rejected']} "
                       f"-> {workspace.unified_dir(args.out, name)}, {args.out / 'rejects' / (name + '.jsonl')}, "
                       f"{args.out / 'stats' / (name + '.json')}")
+                if stats["rejected_by_reason"].get(ADAPTER_ERROR):
+                    print(f"WARNING {name}: {stats['rejected_by_reason'][ADAPTER_ERROR]} record(s) failed inside the adapter "
+                          f"({ADAPTER_ERROR}: a bug in the adapter, not in the data); see {args.out / 'rejects' / (name + '.jsonl')}",
+                          file=sys.stderr)
     except IngestError as err:
         print(f"pixelrefer ingest: {err}", file=sys.stderr)
         return 1

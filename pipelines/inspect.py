@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipelines.render import media_frame_loader, pick, render_sample, save_png
 from pipelines.workspace import source_root
-from schemas import Sample
+from schemas import TASKS, Sample
 from schemas.arrow import read_parquet
 
 
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="The build folder (holding unified/).")
     parser.add_argument("--id", dest="ids", action="append", default=[], help="A sample id to draw (repeatable).")
     parser.add_argument("--source", help="Draw samples of this source only.")
-    parser.add_argument("--task", help="Draw samples of this task only.")
+    parser.add_argument("--task", choices=TASKS, help="Draw samples of this task only.")
     parser.add_argument("--count", type=int, default=8, help="How many samples to pick at random (default 8).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random pick (default 0).")
     parser.add_argument("--max-frames", type=int, default=4, help="Annotated video frames drawn per sample (default 4).")

@@ -12,11 +12,18 @@ its `count` (or `fraction`) of the best-ranked. A stage is written as
 (seed, stage, id), and `stats/mix-<recipe>.json` says per entry what was requested, available,
 removed as duplicate and selected.
 
+An entry whose source is an earlier stage of the recipe (`source: stage1`) re-samples that
+stage: its candidates are the samples the stage selected (stages are mixed in recipe order) that
+match its subsets, tasks and filters, ranked the same way. This is PixelRefer's procedure (paper
+section 5.1: stage 2 re-uses 250k stage-1 region captions); which ids it took is not published,
+so a re-sample reproduces the procedure, not the paper's ids.
+
 Exact dedup within a stage: a candidate whose media content, regions (masks, boxes, points)
 and conversation equal those of a sample already selected in the stage (PACO-LVIS vs LVIS, say)
 is dropped and counted. Regions and text are compared by a digest of the row; the media bytes
 are hashed only for candidates whose digest matches, so images are read only for suspected
-duplicates.
+duplicates. A re-sampled sample that an earlier entry of the same stage selected is such a
+duplicate too: dropped, counted, and the entry takes its next-ranked candidate instead.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from sources.media import read_media_bytes
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 _COLUMNS = ["id", "subset", "split", "task", "media", "regions", "conversation"]
+_SELECTING = ("covered", "resample")  # the entry statuses that select samples; the others are shortfalls
 
 
 class MixError(Exception):
@@ -79,10 +87,11 @@ def rank(*key: Any) -> bytes:
 def _keep(row: dict[str, Any], entry: Entry) -> bool:
     f: Filters = entry.filters
     prompts = {r["prompt"] for r in row["regions"]}
+    kind = row["media"]["kind"] if row["media"] else "none"  # text-only general_qa has no media
     return ((entry.subsets is None or any(fnmatchcase(row["subset"], pattern) for pattern in entry.subsets))
             and (entry.tasks is None or row["task"] in entry.tasks)
             and (f.splits is None or row["split"] in f.splits)
-            and (f.media_kind is None or row["media"]["kind"] == f.media_kind)
+            and (f.media_kind is None or kind == f.media_kind)
             and (f.prompts is None or prompts <= set(f.prompts))
             and (f.max_regions is None or len(row["regions"]) <= f.max_regions))
 
@@ -90,12 +99,23 @@ def _keep(row: dict[str, Any], entry: Entry) -> bool:
 def _digest(row: dict[str, Any]) -> str:
     media = row["media"]
     regions = [{k: r[k] for k in ("prompt", "frames")} for r in row["regions"]]
-    key = [media["kind"], media["width"], media["height"], len(media["frames"]), regions, row["conversation"]]
+    geometry = media and [media["kind"], media["width"], media["height"], len(media["frames"])]
+    key = [geometry, regions, row["conversation"]]
     return hashlib.sha1(canonical_json(key).encode()).hexdigest()
 
 
-def candidates(out: Path, entry: Entry) -> list[Candidate]:
-    """The entry's candidates in part/row order."""
+def candidates(out: Path, entry: Entry, earlier: dict[str, list[Candidate]]) -> list[Candidate]:
+    """The entry's candidates: its source's samples in part/row order, or for a re-sample the ones
+    the earlier stage `earlier[entry.source]` selected, that match its subsets, tasks and filters."""
+    if entry.source in earlier:
+        by_part: dict[str, list[Candidate]] = {}
+        for c in earlier[entry.source]:
+            by_part.setdefault(c.part, []).append(c)
+        kept = []
+        for part, chosen in sorted(by_part.items()):
+            rows = pq.read_table(out / part, columns=_COLUMNS).take([c.row for c in chosen]).to_pylist()
+            kept += [c for c, row in zip(chosen, rows) if _keep(row, entry)]
+        return kept
     found = []
     for path in workspace.complete_parts(out, entry.source):
         part = str(path.relative_to(out))
@@ -120,6 +140,8 @@ class ContentHasher:
 
     def __call__(self, c: Candidate) -> str:
         media = self.media(c.part)[c.row]
+        if media is None:  # text-only: equal digests already mean equal content
+            return ""
         paths = media["frames"] or [media["path"]]
         return hashlib.sha1("".join(self._file(c.source, p) for p in paths).encode()).hexdigest()
 
@@ -137,28 +159,30 @@ class ContentHasher:
         return self.files[key]
 
 
-def entry_status(entry: Entry, ingested: set[str]) -> str:
-    if not entry.supported:
-        return "not-yet-supported"
+def entry_status(entry: Entry, ingested: set[str], stages: set[str]) -> str:
+    if entry.source in stages:  # the recipe checks that it is an earlier stage
+        return "resample"
     if entry.source in ingested:  # also the sources videoqa and segment write, which have no adapter
         return "covered"
     return "not-ingested" if entry.source in registry.available() else "no-adapter"
 
 
-def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher) -> tuple[list[Candidate], list[dict]]:
-    """The stage's selection in output order, and one report row per entry."""
+def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher,
+              earlier: dict[str, list[Candidate]]) -> tuple[list[Candidate], list[dict]]:
+    """The stage's selection in output order, and one report row per entry; `earlier`: the selections
+    of the stages before it, by name."""
     selected: list[Candidate] = []
     by_digest: dict[str, list[Candidate]] = {}
     report = []
     for entry in stage.entries:
-        status = entry_status(entry, ingested)
+        status = entry_status(entry, ingested, recipe.stage_names)
         row: dict[str, Any] = {"name": entry.name, "source": entry.source, "status": status,
                                "count": entry.count, "fraction": entry.fraction}
         report.append(row)
-        if status != "covered":
+        if status not in _SELECTING:
             row.update(requested=entry.count, available=None, duplicates=0, selected=0)
             continue
-        pool = sorted(candidates(out, entry), key=lambda c: rank(recipe.seed, stage.name, entry.name, c.id))
+        pool = sorted(candidates(out, entry, earlier), key=lambda c: rank(recipe.seed, stage.name, entry.name, c.id))
         requested = entry.count if entry.count is not None else round(entry.fraction * len(pool))
         taken, duplicates = [], 0
         for c in pool:
@@ -179,16 +203,14 @@ def write_selection(path: Path, selection: list[Candidate]) -> None:
     """The stage's mix file, written to a temp name and renamed."""
     table = pa.Table.from_pylist([{"id": c.id, "source": c.source, "part": c.part, "row": c.row} for c in selection],
                                  schema=workspace.MIX_SCHEMA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", write_statistics=False)
-    tmp.replace(path)
+    with workspace.atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=False)
 
 
 def _check_missing(recipe: Recipe, ingested: set[str]) -> None:
-    missing = [f"entry {e.name} of stage {stage.name} needs source {e.source} ({entry_status(e, ingested)})"
-               for stage in recipe.stages for e in stage.entries
-               if entry_status(e, ingested) in ("no-adapter", "not-ingested")]
+    status = functools.partial(entry_status, ingested=ingested, stages=recipe.stage_names)
+    missing = [f"entry {e.name} of stage {stage.name} needs source {e.source} ({status(e)})"
+               for stage in recipe.stages for e in stage.entries if status(e) in ("no-adapter", "not-ingested")]
     if missing:
         raise MixError("recipe " + recipe.name + ":\n  " + "\n  ".join(missing) +
                        "\nrun `pixelrefer ingest --source NAME ...` for them (`videoqa`/`segment` for the sources "
@@ -205,7 +227,7 @@ def format_report(recipe: Recipe, report: dict[str, list[dict]]) -> str:
                          f"{'-' if r['available'] is None else r['available']:>10} {r['duplicates']:>7} {r['selected']:>9}")
     published = sum(r["count"] or 0 for rows in report.values() for r in rows)
     by_status = {s: sum(r["count"] or 0 for rows in report.values() for r in rows if r["status"] == s)
-                 for s in ("covered", "not-ingested", "no-adapter", "not-yet-supported")}
+                 for s in (*_SELECTING, "not-ingested", "no-adapter")}
     if published:
         lines.append(f"of {published:,} samples requested by count: " +
                      ", ".join(f"{s} {n:,} ({n / published:.1%})" for s, n in by_status.items()))
@@ -215,12 +237,15 @@ def format_report(recipe: Recipe, report: dict[str, list[dict]]) -> str:
 def mix(recipe: Recipe, out: Path, dry_run: bool = False, allow_missing: bool = False) -> dict[str, Any]:
     """Select every stage; write the mix files and stats unless `dry_run`; return the stats."""
     ingested = set(workspace.ingested_sources(out))
+    clash = sorted(recipe.stage_names & (ingested | set(registry.available())))
+    if clash:  # `source: NAME` would re-sample the stage and silently ignore the source
+        raise MixError(f"recipe {recipe.name}: stages {clash} are named like sources; rename them")
     if not (dry_run or allow_missing):
         _check_missing(recipe, ingested)
     hasher = ContentHasher(out)
     selections, report = {}, {}
-    for stage in recipe.stages:
-        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher)
+    for stage in recipe.stages:  # in recipe order, so that a re-sample finds its earlier stage's selection
+        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher, selections)
     stats = {"recipe": recipe.name, "seed": recipe.seed, "stages": report,
              "duplicates_removed": sum(r["duplicates"] for rows in report.values() for r in rows)}
     if not dry_run:
@@ -249,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(format_report(recipe, stats["stages"]))
     short = [r["name"] for rows in stats["stages"].values() for r in rows
-             if r["status"] == "covered" and r["selected"] < r["requested"]]
+             if r["status"] in _SELECTING and r["selected"] < r["requested"]]
     if short:
         print(f"fewer samples than requested for: {', '.join(short)}")
     if args.dry_run:

@@ -14,7 +14,8 @@ from typing import Any
 
 @contextmanager
 def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
-    """Ray for one stage: join `address`, or start a local Ray with `workers` CPUs (all when None).
+    """Ray for one stage: join `address`, or start a local Ray with `workers` CPUs (all when None)
+    that listens on 127.0.0.1 only.
     A Ray already running in this process (a caller's, a test's) is used and left running."""
     import ray
 
@@ -24,11 +25,32 @@ def ray_session(address: str | None, workers: int | None) -> Iterator[None]:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        with _loopback_only():
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     _node_ip_address="127.0.0.1")
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Make a local Ray listen on 127.0.0.1 only: a stage's own Ray needs no peers.
+
+    Ray replaces a loopback `_node_ip_address` by the machine's routable address (and binds its
+    servers to all interfaces) unless it believes clusters are disabled, a flag it reads once, at
+    import, from RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER. So the flag is lowered for the start only:
+    a later `ray.init(address=...)` in this process must still advertise a reachable address.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def gpus_per_actor() -> int:

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas import Sample, masks, placeholders
 from sources.media import load_frames
+from sources.roots import Roots
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
            (240, 50, 230), (210, 245, 60), (0, 128, 128), (170, 110, 40)]
@@ -33,7 +34,7 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def media_frame_loader(media_root: Path) -> FrameLoader:
+def media_frame_loader(media_root: Roots) -> FrameLoader:
     """Frames from under `media_root`: the image, a frame-folder frame or a decoded video-file frame."""
 
     def load(sample: Sample, frame: int) -> Image.Image:
@@ -152,16 +153,17 @@ def _coloured_words(sample: Sample) -> list[tuple[str, tuple]]:
 def render_sample(
     sample: Sample, load_frame: FrameLoader, max_frames: int = 4, frame_height: int = 360, panel_width: int = 460
 ) -> Image.Image:
-    """One PNG-ready picture: a strip of annotated frames with regions drawn, then the conversation."""
+    """One PNG-ready picture: a strip of annotated frames with regions drawn, then the conversation
+    (the conversation alone for a text-only sample)."""
     tiles = []
-    for frame in annotated_frames(sample, max_frames):
+    for frame in annotated_frames(sample, max_frames) if sample.media is not None else []:
         image = load_frame(sample, frame)
         scale = frame_height / image.height
         image = image.resize((max(1, round(image.width * scale)), frame_height), Image.Resampling.BILINEAR)
         tiles.append(draw_regions(image, sample, frame, scale))
     panel = conversation_panel(sample, panel_width)
-    width = sum(t.width for t in tiles) + 4 * (len(tiles) - 1) + panel.width
-    canvas = Image.new("RGB", (width, max(frame_height, panel.height)), (255, 255, 255))
+    width = sum(t.width for t in tiles) + 4 * max(len(tiles) - 1, 0) + panel.width  # no tiles: text-only
+    canvas = Image.new("RGB", (width, max([panel.height, *(t.height for t in tiles)])), (255, 255, 255))
     x = 0
     for tile in tiles:
         canvas.paste(tile, (x, 0))

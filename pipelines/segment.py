@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from pipelines import raypool, workspace
 from sources.media import load_frames
+from sources.roots import Roots
 from schemas import Reject, Sample, masks, validate
 from schemas.arrow import read_parquet
 
@@ -142,7 +143,7 @@ def _renamed(sample: Sample, source: str, regions: list[dict], meta: dict) -> Sa
     return Sample.model_validate(data)
 
 
-def _image_region(sample: Sample, root: Path, region: dict, sam: Sam2) -> dict:
+def _image_region(sample: Sample, root: Roots, region: dict, sam: Sam2) -> dict:
     images = load_frames(sample, root, [rf["frame"] for rf in region["frames"]])
     frames = []
     for rf in region["frames"]:
@@ -152,7 +153,7 @@ def _image_region(sample: Sample, root: Path, region: dict, sam: Sam2) -> dict:
     return {**region, "frames": frames}
 
 
-def _video_region(sample: Sample, root: Path, region: dict, sam: Sam2) -> dict:
+def _video_region(sample: Sample, root: Roots, region: dict, sam: Sam2) -> dict:
     key = region["frames"][0]
     prompt = {"mask": masks.decode(key["mask"])} if key["mask"] is not None else {"box": key["box"], "point": key["point"]}
     video = load_frames(sample, root, range(sample.media.frame_count))
@@ -165,7 +166,7 @@ def _video_region(sample: Sample, root: Path, region: dict, sam: Sam2) -> dict:
     return {**region, "frames": frames}
 
 
-def convert(sample: Sample, root: Path, sam: Sam2, source: str) -> Sample:
+def convert(sample: Sample, root: Roots, sam: Sam2, source: str) -> Sample:
     """The sample under `source` with its prompt regions turned into SAM 2 masks (see module doc)."""
     regions = [r.model_dump() for r in sample.regions]
     converted: dict[str, dict] = {}
@@ -193,7 +194,7 @@ def convert(sample: Sample, root: Path, sam: Sam2, source: str) -> Sample:
     return validate(_renamed(sample, source, regions, meta))
 
 
-def _segment_part(part: Path, dest: Path, root: Path, sam: Sam2, target: str) -> dict:
+def _segment_part(part: Path, dest: Path, root: Roots, sam: Sam2, target: str) -> dict:
     samples = read_parquet(part)
     kept, rejected = [], []
     for sample in samples:
@@ -211,7 +212,7 @@ def _segment_part(part: Path, dest: Path, root: Path, sam: Sam2, target: str) ->
 class Sam2Worker(Sam2):
     """The Ray actor form of Sam2: also converts whole parts (`segment --workers`)."""
 
-    def segment_part(self, part: Path, dest: Path, root: Path, target: str) -> dict:
+    def segment_part(self, part: Path, dest: Path, root: Roots, target: str) -> dict:
         return _segment_part(part, dest, root, self, target)
 
 
@@ -242,7 +243,7 @@ class Sam2OnRay:
         return ray.get(self._actor.propagate.remote(frames, keyframe, prompt))
 
 
-def _convert_parts(todo: list[tuple[Path, Path]], root: Path, target: str, segmenter: Sam2 | list) -> Iterator[dict]:
+def _convert_parts(todo: list[tuple[Path, Path]], root: Roots, target: str, segmenter: Sam2 | list) -> Iterator[dict]:
     """The markers of the converted parts: in this process, or spread over Sam2Worker actors."""
     if isinstance(segmenter, Sam2):
         return (_segment_part(part, dest, root, segmenter, target) for part, dest in todo)
@@ -256,7 +257,7 @@ def segment_source(out: Path, source: str, segmenter: Sam2 | list) -> dict:
     returns the stats (also written to OUT/stats)."""
     target = f"{source}_sam2"
     root = workspace.source_root(out, source)
-    workspace.write_json_atomic(workspace.unified_dir(out, target) / "source.json", {"source": target, "root": str(root), "adapter_version": SEGMENT_VERSION})
+    workspace.write_json_atomic(workspace.unified_dir(out, target) / "source.json", {"source": target, **root.to_json(), "adapter_version": SEGMENT_VERSION})
     parts = sorted(p for p in workspace.unified_dir(out, source).glob("part-*.parquet") if workspace.is_complete(p))
     if not parts:
         raise FileNotFoundError(f"{workspace.unified_dir(out, source)} holds no complete parts: run `pixelrefer ingest --source {source}` first")

@@ -19,7 +19,10 @@ mtime/uid/gid/mode, PNG settings are fixed. Resumable: a shard whose stats file 
 the rerun restarts at the next mix row; anything after it is rewritten byte-identically.
 Videos are sampled as the official loader does (1 fps, at most 180 frames; frame folders are 3 fps
 unless media.fps says otherwise) and annotated frames are always stored at full size; frames of
-video files are decoded with PyAV and stored as lossless PNG.
+video files are decoded with PyAV and stored as lossless PNG. Every stored image is decoded
+(`sources.imagedecode`): one that is truncated, corrupt or a decompression bomb rejects its sample
+(`image_unreadable`, `image_too_large`); 16-bit, CMYK, palette and alpha images are stored as
+PNGs of their RGB pixels.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from tqdm import tqdm
 from pipelines import raypool, workspace
 from schemas import Reject, Sample
 from schemas import masks
+from sources import imagedecode
 from sources.media import MissingFrame, load_frames, read_media_bytes
+from sources.roots import Roots
 from tokenization import saot, saot_torch
 from tokenization.saot import SaotConfig
 from train.shards import FORMAT, global_view
@@ -53,7 +58,7 @@ from train.shards import FORMAT, global_view
 SAMPLE_FPS = 1.0  # official --fps 1
 MAX_FRAMES = 180  # official --max_frames 180
 FOLDER_FPS = 3.0  # the official loader's assumption for frame folders
-ORIGINAL_IMAGE_TYPES = ("jpg", "jpeg", "png")  # stored as-is; anything else is re-encoded as PNG
+ORIGINAL_IMAGE_TYPES = ("jpg", "jpeg", "png")  # stored as-is when 8-bit grey/RGB; anything else is re-encoded as PNG
 PNG_LEVEL = 1  # fixed zlib level: fast, and part of the byte-identity contract
 CHUNK = 8  # samples per Ray task
 VIEW_SIZE = 384  # stored global view of images: SigLIP-so400m-patch14-384, the PixelRefer 2B/7B vision input
@@ -111,12 +116,19 @@ def _npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _stored_image(data: bytes, path: str, name: str) -> tuple[str, bytes]:
-    """(member suffix, bytes): the original file when its type decodes everywhere, else PNG."""
+def _stored_image(data: bytes, path: str, name: str, sample_id: str) -> tuple[str, bytes, torch.Tensor]:
+    """(member suffix, bytes, uint8 (3, H, W) frame): the original file when every decoder reads it
+    as the same 8-bit RGB, else a PNG of the RGB frame. An image that does not decode (truncated,
+    corrupt, or declaring more than MAX_PIXELS) rejects the sample."""
+    try:
+        rgb = imagedecode.decode_rgb(data, imagedecode.MAX_PIXELS)
+    except imagedecode.ImageDecodeError as err:
+        raise Reject(err.reason, f"{path}: {err}", sample_id) from None
+    frame = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     ext = Path(path).suffix.lower().lstrip(".")
-    if ext in ORIGINAL_IMAGE_TYPES:
-        return f"{name}.{ext}", data
-    return f"{name}.png", _png(saot_torch.decode_rgb(data))
+    if ext in ORIGINAL_IMAGE_TYPES and imagedecode.portable(data):
+        return f"{name}.{ext}", data, frame
+    return f"{name}.png", _png(frame), frame
 
 
 def _local_views(where: list[tuple[int, int]], cfg: SaotConfig) -> list[int]:
@@ -128,9 +140,11 @@ def _local_views(where: list[tuple[int, int]], cfg: SaotConfig) -> list[int]:
     return [first.setdefault(frame, i) for i, (_, frame) in enumerate(where)]
 
 
-def _frame_files(sample: Sample, root: Path, annotated: list[int]) -> tuple[dict[int, tuple[str, bytes]], list[int], dict]:
+def _frame_files(sample: Sample, root: Roots, annotated: list[int]) -> tuple[dict[int, tuple[str, bytes]], list[int], dict]:
     """(frame -> (path, bytes)) of the frames to store, the sampled frames and their timestamps."""
     media = sample.media
+    if media is None:  # a text-only general_qa sample: its KEY.json is the whole sample
+        return {}, [], {}
     if media.kind == "image":
         return {0: (media.path, read_media_bytes(root, media.path))}, [0], {0: None}
     count = len(media.frames) or media.num_frames
@@ -150,7 +164,7 @@ def _frame_files(sample: Sample, root: Path, annotated: list[int]) -> tuple[dict
     return files, sampled, timestamps
 
 
-def _store_frames(sample: Sample, root: Path, annotated: list[int], device: torch.device,
+def _store_frames(sample: Sample, root: Roots, annotated: list[int], device: torch.device,
                   view_size: int) -> tuple[list, list[dict], dict]:
     """Members and metadata of the stored frames, and the annotated frames decoded on `device`.
 
@@ -160,10 +174,10 @@ def _store_frames(sample: Sample, root: Path, annotated: list[int], device: torc
     files, sampled, timestamps = _frame_files(sample, root, annotated)
     members, frame_meta, decoded = [], [], {}
     for f, (path, data) in sorted(files.items()):
-        suffix, payload = _stored_image(data, path, "image" if media.kind == "image" else f"frame_{f:06d}")
+        suffix, payload, frame = _stored_image(data, path, "image" if media.kind == "image" else f"frame_{f:06d}", sample.id)
         members.append((f"{key}.{suffix}", payload))
         if f in annotated:
-            decoded[f] = saot_torch.decode_rgb(data, device)
+            decoded[f] = frame.to(device)
             if tuple(decoded[f].shape[1:]) != (media.height, media.width):
                 raise Reject("frame_size_mismatch", f"{path} is {tuple(decoded[f].shape[1:])}, masks are {(media.height, media.width)}", sample.id)
         view = "view.npy" if media.kind == "image" and view_size else None
@@ -197,7 +211,7 @@ def native_crop(g: saot.Geometry) -> bool:
     return g.upscale and g.crop_hw[0] * g.crop_hw[1] < g.resize_hw[0] * g.resize_hw[1]
 
 
-def encode_sample(sample: Sample, root: Path, cfg: SaotConfig, device: torch.device, view_size: int = 0) -> list[tuple[str, bytes]]:
+def encode_sample(sample: Sample, root: Roots, cfg: SaotConfig, device: torch.device, view_size: int = 0) -> list[tuple[str, bytes]]:
     """The tar members `(name, bytes)` of one sample, in writing order; raises Reject."""
     key = sample.key
     annotated = sorted({rf.frame for r in sample.regions for rf in r.frames})
@@ -242,7 +256,7 @@ def encode_sample(sample: Sample, root: Path, cfg: SaotConfig, device: torch.dev
 Outcome = tuple[int, str, list[tuple[str, bytes]] | dict[str, str]]  # (mix row, key, members | reject row)
 
 
-def _outcome(row: int, sample: Sample, root: Path, cfg: SaotConfig, view_size: int, device: torch.device) -> Outcome:
+def _outcome(row: int, sample: Sample, root: Roots, cfg: SaotConfig, view_size: int, device: torch.device) -> Outcome:
     try:
         return row, sample.key, encode_sample(sample, root, cfg, device, view_size)
     except (Reject, FileNotFoundError, masks.MaskError, av.error.FFmpegError) as err:
@@ -256,14 +270,14 @@ class _Encoder:
     def __init__(self, cfg: SaotConfig, view_size: int):
         self.cfg, self.view_size, self.device = cfg, view_size, saot_torch.default_device()
 
-    def encode(self, chunk: list[tuple[int, str, str]]) -> list[Outcome]:
-        return [_outcome(row, Sample.model_validate_json(s), Path(root), self.cfg, self.view_size, self.device) for row, s, root in chunk]
+    def encode(self, chunk: list[tuple[int, str, Roots]]) -> list[Outcome]:
+        return [_outcome(row, Sample.model_validate_json(s), roots, self.cfg, self.view_size, self.device) for row, s, roots in chunk]
 
 
-def _chunks(rows: Iterable[tuple[int, tuple[Sample, Path]]]) -> Iterator[list[tuple[int, str, str]]]:
+def _chunks(rows: Iterable[tuple[int, tuple[Sample, Roots]]]) -> Iterator[list[tuple[int, str, Roots]]]:
     chunk = []
     for row, (sample, root) in rows:
-        chunk.append((row, sample.model_dump_json(), str(root)))
+        chunk.append((row, sample.model_dump_json(), root))
         if len(chunk) == CHUNK:
             yield chunk
             chunk = []
@@ -271,7 +285,7 @@ def _chunks(rows: Iterable[tuple[int, tuple[Sample, Path]]]) -> Iterator[list[tu
         yield chunk
 
 
-def encoded(rows: Iterable[tuple[int, tuple[Sample, Path]]], cfg: SaotConfig, view_size: int, workers: int,
+def encoded(rows: Iterable[tuple[int, tuple[Sample, Roots]]], cfg: SaotConfig, view_size: int, workers: int,
             ray_address: str | None) -> Iterator[Outcome]:
     """Outcomes in mix order: in this process, or on Ray actors (ordered map) when asked."""
     if not workers and not ray_address:
@@ -310,7 +324,7 @@ class _ShardFile:
 
     def __init__(self, dest: Path, index: int, first_row: int):
         self.dest, self.index, self.first_row = dest, index, first_row
-        self.tmp = shard_path(dest, index).with_suffix(".tar.tmp")
+        self.tmp = workspace.temp_path(shard_path(dest, index))
         self.tar = tarfile.open(self.tmp, "w", format=tarfile.GNU_FORMAT)
         self.samples, self.size, self.rejects = 0, 0, []
 
@@ -401,6 +415,7 @@ def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, view
         raise ValueError(f"{dest} holds shards made with other settings ({recorded}); "
                          "rerun with the same flags, or delete that folder to rebuild")
     workspace.write_json_atomic(recorded, config)
+    workspace.remove_dead_temps(dest)
     done = completed(dest)
     _clear_after(dest, len(done))
     first_row = done[-1]["rows"][1] if done else 0

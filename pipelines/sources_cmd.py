@@ -39,5 +39,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"pixelrefer sources: {err.args[0]}", file=sys.stderr)
         return 2
     print(f"{adapter.name} (adapter version {adapter.version}, licence: {adapter.license})")
-    print(f"expected layout under --root:\n{adapter.layout.rstrip()}")
+    print(f"expected layout under --root:\n{adapter.LAYOUT.rstrip()}")
+    print("\nIn a roots file (ingest/build --roots FILE.yaml) give the folder as above, or split annotations from\n"
+          "media, e.g. one COCO folder shared by every COCO-based source:\n"
+          f"  {adapter.name}: /data/{adapter.name}\n"
+          f"  {adapter.name}: {{annotations: /data/{adapter.name}/annotations, media: [/data/coco]}}")
     return 0

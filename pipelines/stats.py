@@ -3,9 +3,9 @@
     pixelrefer stats build
 
 Prints one row per (source, task) with samples, regions, frames (1 per image, the frame count
-per video), regions by prompt kind (mask/box/point) and licences, a total row per source and a
-grand total; writes the same as `OUT/stats/summary.json`, together with each source's ingest
-counts (read/written/rejected) and the duplicates each mix removed. Reads only the columns it
+per video, 0 for a text-only sample), regions by prompt kind (mask/box/point) and licences, a
+total row per source and a grand total; writes the same as `OUT/stats/summary.json`, together
+with each source's ingest counts (read/written/rejected) and the duplicates each mix removed. Reads only the columns it
 counts, part by part, so memory stays at one part.
 """
 
@@ -32,7 +32,7 @@ def _part_counts(path: Path) -> dict[str, tuple[Counter, set[str]]]:
     media = table["media"].combine_chunks()
     frames = pc.list_value_length(media.field("frames")).to_pylist()
     num_frames = media.field("num_frames").to_pylist()
-    kinds = media.field("kind").to_pylist()
+    kinds = pc.struct_field(media, "kind").to_pylist()  # None for a text-only sample (null media), unlike .field()
     regions = table["regions"].combine_chunks()
     prompts: list[list[str]] = [[] for _ in range(table.num_rows)]
     for parent, prompt in zip(pc.list_parent_indices(regions).to_pylist(), pc.list_flatten(regions).field("prompt").to_pylist()):
@@ -41,7 +41,7 @@ def _part_counts(path: Path) -> dict[str, tuple[Counter, set[str]]]:
     for i, (task, licence) in enumerate(zip(table["task"].to_pylist(), table["license"].to_pylist())):
         counts, licences = result.setdefault(task, (Counter(), set()))
         counts.update(samples=1, regions=len(prompts[i]),
-                      frames=1 if kinds[i] == "image" else (frames[i] or num_frames[i] or 0))
+                      frames=0 if kinds[i] is None else 1 if kinds[i] == "image" else (frames[i] or num_frames[i] or 0))
         counts.update(prompts[i])
         licences.add(licence)
     return result

@@ -3,7 +3,7 @@
     <out>/unified/<source>/part-NNNNN.parquet    samples (schemas.arrow.SAMPLE_SCHEMA)
     <out>/unified/<source>/part-NNNNN.rejects.jsonl  the part's rejects, written before the part
     <out>/unified/<source>/part-NNNNN.done       completion marker (JSON counts), written last
-    <out>/unified/<source>/source.json           {source, root, adapter_version}: media paths resolve against root
+    <out>/unified/<source>/source.json           {source, root, media, adapter_version}: the declared roots media paths resolve against
     <out>/rejects/<source>.jsonl                 {reason, locator, detail}
     <out>/stats/<source>.json                    counts read/written/rejected by reason, timings
     <out>/stats/summary.json                     `pixelrefer stats`: per source and task
@@ -12,15 +12,17 @@
     <out>/videoqa/...                            engine outputs, request cache, failed_requests.jsonl
     <out>/shards/<recipe>/<stage>/NNNNNN.tar     WebDataset shards + NNNNNN_stats.json + index.json
 
-Every stage writes a unit to a temporary name, renames it, then writes its marker; a unit whose
-marker exists is complete and is skipped on rerun.
+Every stage writes a unit to a temporary name (`atomic_path`: unique per writer), renames it,
+then writes its marker; a unit whose marker exists is complete and is skipped on rerun.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ import pyarrow.parquet as pq
 
 from schemas import Sample
 from schemas.arrow import SAMPLE_SCHEMA, from_row, write_parquet
+from sources.roots import Roots
 
 MIX_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("part", pa.string()), ("row", pa.int64())])
 
@@ -50,12 +53,50 @@ def is_complete(data_path: Path) -> bool:
     return marker_path(data_path).is_file() and data_path.is_file()
 
 
+def temp_path(path: Path) -> Path:
+    """A hidden temporary name beside `path`, unique per writer (pid and a random suffix)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def remove_dead_temps(folder: Path) -> None:
+    """Delete temporary files in `folder` whose writer process is gone (a run killed mid-write);
+    a live writer's files, another run's included, are left alone."""
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 3)[-3]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path`, renamed onto it when the block succeeds, removed if it fails.
+
+    The temporary name is unique per writer (pid and a random suffix), so two runs writing into
+    one workspace never share a temporary file; the rename is atomic (same folder).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write UTF-8 text to a temp name and rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -65,19 +106,17 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 def write_part(path: Path, samples: Iterable[Sample], marker: dict[str, Any]) -> None:
     """Write a Parquet part atomically, then its marker (so a crash never leaves a 'complete' half part)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write_parquet(samples, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write_parquet(samples, tmp)
     write_json_atomic(marker_path(path), marker)
 
 
-def source_root(out: Path, source: str) -> Path:
-    """The native root that `source`'s media paths are relative to (recorded by ingest)."""
+def source_root(out: Path, source: str) -> Roots:
+    """The declared roots that `source`'s media paths resolve against (recorded by ingest)."""
     info = unified_dir(out, source) / "source.json"
     if not info.is_file():
         raise FileNotFoundError(f"{info} is missing: run `pixelrefer ingest --source {source}` first")
-    return Path(json.loads(info.read_text(encoding="utf-8"))["root"])
+    return Roots.from_json(json.loads(info.read_text(encoding="utf-8")))
 
 
 def complete_parts(out: Path, source: str) -> list[Path]:
@@ -90,8 +129,8 @@ def ingested_sources(out: Path) -> list[str]:
     return sorted(p.parent.name for p in (out / "unified").glob("*/source.json"))
 
 
-def iter_mixed_samples(out: Path, mix_file: Path, block_rows: int = 16384) -> Iterator[tuple[Sample, Path]]:
-    """The samples a mix file chose, in its order, each with its source's media root.
+def iter_mixed_samples(out: Path, mix_file: Path, block_rows: int = 16384) -> Iterator[tuple[Sample, Roots]]:
+    """The samples a mix file chose, in its order, each with its source's declared roots.
 
     A mix is in shuffled order, so rows are fetched a block at a time: each part a block needs
     is read once and only its chosen rows are kept. Memory is one block of samples plus one

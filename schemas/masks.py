@@ -9,6 +9,13 @@ Output: `{"size": [h, w], "counts": str}`, the only mask form a `Sample` holds.
 pycocotools reads a ring of exactly 4 numbers as a box, so rings with fewer than 6 coordinates
 or an odd count are dropped before it sees them (DESIGN.md section 3).
 
+Everything else that pycocotools would misread, crash on or spend minutes on is a `MaskError`:
+non-numeric, null or non-finite coordinates; a polygon point more than `POLYGON_REACH` frame
+sizes outside the frame (its cost grows with the coordinates: 3e7 takes 30 s and 3.5 GB, 1e12
+segfaults); an RLE whose size or counts are malformed; a mask of more than `MAX_SIDE` pixels a
+side or `MAX_PIXELS` in all. Points nearer the frame go to pycocotools unchanged, so masks match
+it exactly (clipping coordinates would bend edges that leave the frame).
+
 Boxes are `[x0, y0, x1, y1]` in absolute pixel-edge coordinates: pixel (row r, col c) covers
 `[c, c+1) x [r, r+1)`, so the tight box of a mask holding only pixel (0, 0) is `[0, 0, 1, 1]`.
 """
@@ -16,12 +23,17 @@ Boxes are `[x0, y0, x1, y1]` in absolute pixel-edge coordinates: pixel (row r, c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as cocomask
 
 RLEDict = dict[str, Any]
+
+MAX_SIDE = 65535  # pixels per side: more than any frame of the sources, and pycocotools-safe
+MAX_PIXELS = 2**31  # a decoded mask of this size is already 2 GB
+POLYGON_REACH = 4  # frame sizes a polygon point may lie outside the frame
 
 
 class MaskError(ValueError):
@@ -40,18 +52,86 @@ def _coco(rle: RLEDict) -> dict:
     return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
-def valid_rings(polygons: Sequence[Any]) -> list[list[float]]:
-    """Rings that pycocotools rasterises as polygons: >= 6 coordinates, even count, all finite."""
-    if polygons and all(isinstance(v, (int, float)) for v in polygons):
-        polygons = [polygons]  # a bare flat ring: unambiguous, treat as one ring
-    rings = []
-    for ring in polygons:
-        if not isinstance(ring, (list, tuple)) or len(ring) < 6 or len(ring) % 2:
-            continue
-        values = [float(v) for v in ring]
-        if all(np.isfinite(values)):
-            rings.append(values)
-    return rings
+def _ring_list(polygons: Sequence[Any]) -> list[Any]:
+    """The rings of a polygon value; a bare flat ring (no nested list) is unambiguous: one ring."""
+    if polygons and not any(isinstance(v, (list, tuple)) for v in polygons):
+        return [polygons]
+    return list(polygons)
+
+
+def _is_ring(ring: Any) -> bool:
+    return isinstance(ring, (list, tuple)) and len(ring) >= 6 and len(ring) % 2 == 0
+
+
+def valid_rings(polygons: Sequence[Any]) -> list[list[Any]]:
+    """Rings that pycocotools rasterises as polygons: >= 6 coordinates, even count.
+
+    Values are not checked here (this never raises); `to_rle` rejects bad ones.
+    """
+    return [list(ring) for ring in _ring_list(polygons) if _is_ring(ring)]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_size(height: Any, width: Any) -> None:
+    """Raise MaskError unless (height, width) are integers in 1..MAX_SIDE with at most MAX_PIXELS."""
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise MaskError(f"mask {name} {_show(value)} is not an integer")
+        if not 0 < value <= MAX_SIDE:
+            raise MaskError(f"mask {name} {value} is outside 1..{MAX_SIDE}")
+    if height * width > MAX_PIXELS:
+        raise MaskError(f"mask size {height} x {width} exceeds {MAX_PIXELS} pixels")
+
+
+def _ring_coordinates(ring: Sequence[Any], index: int, height: int, width: int) -> list[float]:
+    """A ring's coordinates as floats, or MaskError for a value pycocotools must not see."""
+    for j, value in enumerate(ring):
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise MaskError(f"polygon ring {index} coordinate {j} is {_show(value)}, not a number")
+    try:
+        xy = np.array(ring, dtype=np.float64).reshape(-1, 2)
+    except OverflowError:
+        raise MaskError(f"polygon ring {index} holds a coordinate beyond the float range") from None
+    bad = np.flatnonzero(~np.isfinite(xy).all(axis=1))
+    if bad.size:
+        raise MaskError(f"polygon ring {index} point {bad[0]} is {xy[bad[0]].tolist()}, not finite")
+    reach = np.array([width, height]) * POLYGON_REACH
+    far = np.flatnonzero(((xy < -reach) | (xy > reach + [width, height])).any(axis=1))
+    if far.size:
+        raise MaskError(f"polygon ring {index} point {far[0]} {xy[far[0]].tolist()} lies more than "
+                        f"{POLYGON_REACH} frame sizes outside the {width}x{height} frame")
+    return xy.ravel().tolist()
+
+
+def _polygon_rle(polygons: Sequence[Any], height: int, width: int) -> RLEDict:
+    rings = _ring_list(polygons)
+    for i, ring in enumerate(rings):
+        if not isinstance(ring, (list, tuple)):
+            raise MaskError(f"polygon ring {i} is {_show(ring)}, not a list of coordinates")
+    coordinates = [_ring_coordinates(ring, i, height, width) for i, ring in enumerate(rings) if _is_ring(ring)]
+    if not coordinates:
+        return empty(height, width)
+    return _out(cocomask.merge(cocomask.frPyObjects(coordinates, height, width)))
+
+
+def _rle_size(size: Any) -> list[int]:
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise MaskError(f"RLE size must be [height, width], got {_show(size)}")
+    check_size(*size)
+    return [int(size[0]), int(size[1])]
+
+
+def _uncompressed_rle(counts: list[Any], height: int, width: int) -> RLEDict:
+    for j, run in enumerate(counts):
+        if isinstance(run, bool) or not isinstance(run, Integral) or run < 0:
+            raise MaskError(f"uncompressed RLE counts[{j}] is {_show(run)}, not a non-negative integer")
+    if sum(counts) != height * width:
+        raise MaskError(f"uncompressed RLE counts sum to {sum(counts)}, expected {height * width}")
+    return _out(cocomask.frPyObjects({"size": [height, width], "counts": [int(c) for c in counts]}, height, width))
 
 
 def encode(mask: np.ndarray) -> RLEDict:
@@ -69,26 +149,24 @@ def to_rle(segmentation: Any, height: int, width: int) -> RLEDict:
     """Any native segmentation -> compressed RLE of size (height, width).
 
     Raises:
-        MaskError: an RLE whose size differs from (height, width), counts that do not sum to
-            h*w, or a value that is neither a polygon list nor an RLE dict.
+        MaskError: a malformed size, polygon or RLE (see the module docstring), an RLE whose size
+            differs from (height, width) or whose counts do not cover h*w pixels, or a value that
+            is neither a polygon list nor an RLE dict.
     """
+    check_size(height, width)
     if isinstance(segmentation, (list, tuple)):
-        rings = valid_rings(segmentation)
-        if not rings:
-            return empty(height, width)
-        return _out(cocomask.merge(cocomask.frPyObjects(rings, height, width)))
+        return _polygon_rle(segmentation, height, width)
     if not isinstance(segmentation, dict) or "counts" not in segmentation or "size" not in segmentation:
         raise MaskError(f"not a polygon list or RLE dict: {str(segmentation)[:80]}")
-    size = [int(v) for v in segmentation["size"]]
+    size = _rle_size(segmentation["size"])
     if size != [height, width]:
         raise MaskError(f"RLE size {size} differs from the image size {[height, width]}")
     counts = segmentation["counts"]
     if isinstance(counts, list):
-        if sum(counts) != height * width:
-            raise MaskError(f"uncompressed RLE counts sum to {sum(counts)}, expected {height * width}")
-        return _out(cocomask.frPyObjects({"size": size, "counts": counts}, height, width))
+        return _uncompressed_rle(counts, height, width)
     if isinstance(counts, (str, bytes)):
-        rle = _out({"size": size, "counts": counts})
+        # latin-1 keeps every byte, so run_lengths names a non-ASCII one instead of a decode error
+        rle = {"size": size, "counts": counts.decode("latin-1") if isinstance(counts, bytes) else counts}
         check_counts(rle)
         return rle
     raise MaskError(f"RLE counts must be a list or a string, got {type(counts).__name__}")
@@ -129,12 +207,13 @@ def run_lengths(counts: str) -> np.ndarray:
 
 
 def check_counts(rle: RLEDict) -> None:
-    """Raise MaskError unless the compressed counts decode to runs covering exactly h*w pixels.
+    """Raise MaskError unless the size is sane and the compressed counts decode to runs covering
+    exactly h*w pixels.
 
     pycocotools does not check this: it silently reads garbage counts.
     """
+    h, w = _rle_size(rle["size"])
     runs = run_lengths(rle["counts"])
-    h, w = rle["size"]
     total = int(runs.sum())
     if (runs < 0).any() or total != h * w:
         raise MaskError(f"compressed RLE runs cover {total} pixels, expected {h} x {w} = {h * w}")

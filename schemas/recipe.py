@@ -9,7 +9,13 @@ A recipe is YAML validated by these models; bundled recipes live in `pipelines/r
         entries:
           - {name: lvis-recognition, source: lvis, tasks: [recognition], count: 100}
           - {name: vg-phrases, source: vg, fraction: 0.5, filters: {max_regions: 1}}
-          - {name: hc-stvg, source: hcstvg, count: 10000, supported: false, note: "no adapter yet"}
+      - name: stage2
+        entries:
+          - {name: captions-again, source: stage1, tasks: [phrase_caption], count: 50}
+
+An entry whose `source` names an earlier stage re-samples that stage's mix (PixelRefer's stage 2
+re-uses stage-1 region captions): its candidates are the samples that stage selected, filtered by
+the entry's subsets, tasks and filters like a source's, and ranked by the recipe seed.
 
 Example:
     >>> recipe = Recipe.from_yaml(Path("pipelines/recipes/demo.yaml"))
@@ -36,7 +42,9 @@ class Filters(_Model):
     """Conditions a sample must meet to be a candidate of an entry (all that are set)."""
 
     splits: list[str] | None = Field(default=None, description="Keep these `split` values only.")
-    media_kind: Literal["image", "video"] | None = Field(default=None, description="Keep images or videos only.")
+    media_kind: Literal["image", "video", "none"] | None = Field(
+        default=None, description="Keep images, videos, or text-only samples (`none`: no media) only."
+    )
     prompts: list[Literal["mask", "box", "point"]] | None = Field(
         default=None, description="Keep samples whose every region has one of these prompt kinds."
     )
@@ -44,10 +52,10 @@ class Filters(_Model):
 
 
 class Entry(_Model):
-    """A slice of one source: its candidates (subsets x tasks x filters) and how many to take."""
+    """A slice of one source or of an earlier stage's mix: its candidates (subsets x tasks x filters) and how many to take."""
 
     name: str = Field(pattern=_NAME, description="Unique in its stage; keys the selection hash and the report.")
-    source: str = Field(description="Registry name of the source.")
+    source: str = Field(description="Registry name of the source, or the name of an earlier stage to re-sample.")
     subsets: list[str] | None = Field(
         default=None, description="Subsets to draw from, as names or shell patterns (`*lvis*`); null means all."
     )
@@ -55,8 +63,7 @@ class Entry(_Model):
     count: int | None = Field(default=None, ge=0, description="Samples to take (all there are when fewer).")
     fraction: float | None = Field(default=None, gt=0, le=1, description="Share of the candidates to take.")
     filters: Filters = Field(default_factory=Filters)
-    supported: bool = Field(default=True, description="False: published in the recipe but not ingestible here yet.")
-    note: str = Field(default="", description="Why an entry is unsupported, or where its count comes from.")
+    note: str = Field(default="", description="Where the entry's count, subsets or filters come from.")
 
     @model_validator(mode="after")
     def _count_or_fraction(self) -> Entry:
@@ -86,11 +93,21 @@ class Recipe(_Model):
     stages: list[Stage] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_stages(self) -> Recipe:
+    def _check_stages(self) -> Recipe:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"recipe {self.name}: stage names must be unique, got {names}")
+        for i, stage in enumerate(self.stages):
+            for entry in stage.entries:
+                if entry.source in names[i:]:  # its mix would not exist yet when this stage is mixed
+                    raise ValueError(f"stage {stage.name}, entry {entry.name}: source {entry.source} is this stage or a "
+                                     f"later one; an entry may re-sample only a stage listed before its own")
         return self
+
+    @property
+    def stage_names(self) -> set[str]:
+        """The names an entry's `source` may take to re-sample a stage."""
+        return {s.name for s in self.stages}
 
     @classmethod
     def from_yaml(cls, path: Path) -> Recipe:

@@ -164,7 +164,10 @@ class Sample(_Model):
     split: str
     license: str
     task: Task
-    media: Media
+    media: Media | None = Field(
+        default=None,
+        description="The picture or video; null only for a text-only general_qa sample (schemas.validate).",
+    )
     regions: list[Region] = Field(default_factory=list)
     conversation: list[Turn] = Field(min_length=1)
     meta: dict[str, Any] = Field(default_factory=dict, description="JSON-serialisable source extras.")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from schemas import masks, placeholders
 from schemas.sample import Sample
@@ -23,9 +24,11 @@ from schemas.sample import Sample
 # Validation reason codes and what each means (shown by `pixelrefer validate`).
 REASONS: dict[str, str] = {
     "schema_error": "a field is missing, mistyped or malformed (pydantic says which)",
+    "invalid_text": "a string holds a lone surrogate, which UTF-8 (JSON, Arrow) cannot encode",
     "placeholder_out_of_range": "the text names <objN> but the sample has no region N",
     "region_unreferenced": "a region is never named in the conversation",
     "no_regions": "a region task with no regions",
+    "no_media": "a sample without media that is not a region-free general_qa (text-only) sample",
     "foreign_token": "a native or model token (<region1>, <image>, <Mark 1>, ...) survived conversion",
     "frame_out_of_range": "a region frame index is outside the media's frames",
     "mask_size_mismatch": "an RLE's size differs from the media's height x width",
@@ -63,9 +66,51 @@ def validate(sample: Sample | dict[str, Any], locator: str = "") -> Sample:
             where = ".".join(str(p) for p in first["loc"])
             raise Reject("schema_error", f"{where}: {first['msg']}", locator) from None
     locator = locator or sample.id
+    _check_writable(sample, locator)
+    if sample.media is None and (sample.task != "general_qa" or sample.regions):
+        raise Reject("no_media", f"task {sample.task} with {len(sample.regions)} region(s) needs media; "
+                     "only a region-free general_qa sample may be text-only", locator)
     _check_conversation(sample, locator)
-    _check_regions(sample, locator)
+    if sample.media is not None:  # a text-only sample has no regions (checked above)
+        _check_regions(sample, locator)
     return sample
+
+
+def _check_writable(sample: Sample, locator: str) -> None:
+    """The sample must serialise to UTF-8 JSON, as every writer (JSONL, Arrow) needs.
+
+    pydantic's JSON check misses dict keys (it writes them with replacement characters), so
+    `meta`, the one free-form dict, is walked as well.
+    """
+    try:
+        sample.model_dump_json()
+    except PydanticSerializationError as err:
+        where = _lone_surrogate(sample.model_dump())
+        if where is None:
+            raise Reject("schema_error", f"not JSON-serialisable: {err}", locator) from None
+    else:
+        where = _lone_surrogate({"meta": sample.meta})
+    if where:
+        raise Reject("invalid_text", where, locator)
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """Where the first string UTF-8 cannot encode sits, e.g. 'conversation.1.text: ...' (dict keys too)."""
+    stack = [("", value)]
+    while stack:  # a loop, not recursion: meta may nest deeply
+        where, v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return f"{where.lstrip('.')}: lone surrogate {v[err.start]!r} at character {err.start}"
+        elif isinstance(v, dict):
+            stack.extend((f"{where}.{k}", item) for k, item in reversed(v.items()))
+            # keys are checked before the values under them, so a path never holds a bad key
+            stack.extend((f"{where} (key)", k) for k in reversed(v) if isinstance(k, str))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{where}.{i}", item) for i, item in reversed(list(enumerate(v))))
+    return None
 
 
 def _check_conversation(sample: Sample, locator: str) -> None:

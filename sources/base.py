@@ -1,29 +1,37 @@
 """The contract every source adapter implements (one module per dataset in `sources/`).
 
-An adapter reads one public release in its official layout under a root folder:
+An adapter reads one public release in its official layout (`LAYOUT`, shown by
+`pixelrefer sources --layout NAME`), from the folders the user declared (`sources.roots.Roots`):
 
-* `units(root)` splits the release into independent, ordered units of work (a slice of
+* `units(roots)` splits the release into independent, ordered units of work (a slice of
   images, a tar member range, a byte range of a JSON array) small enough to ship to a Ray
-  worker as a tiny JSON-able `Unit`;
-* `convert(root, unit)` turns one unit into outcomes, in a deterministic order: one `Sample`
-  or one `Reject` per candidate sample, so `read = written + rejected` holds by construction;
+  worker as a tiny JSON-able `Unit`; a missing or unreadable file raises, naming it;
+* `records(roots, unit)` yields the unit's native records as `(locator, record)` pairs, in order;
+* `outcomes(roots, record, locator)` turns one record into its sample(s) and rejects, building
+  each sample with `self.sample(...)` (which fills source, licence, id, provenance and validates);
 * `write_fixture(root)` writes a tiny deterministic copy of the release in the same native
   layout (known shapes, so masks are exact), including records for each known trap.
 
-Adapters import only from `schemas` (DESIGN.md section 2).
+`convert(roots, unit)` is shared: it isolates every record (`isolated`), so a record that fails
+becomes that record's reject, never its unit's; a failure no rule names is counted as
+`adapter_error` with the exception's type and message (our bug, shown in the ingest summary).
+`read = written + rejected` holds by construction. Adapters import only from `schemas`
+(DESIGN.md section 2).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from schemas import Reject, Sample
+from schemas import Reject, Sample, make_id, validate
+from sources.roots import Roots
 
 Outcome = Sample | Reject
+ADAPTER_ERROR = "adapter_error"
 
 
 @dataclass(frozen=True)
@@ -35,33 +43,63 @@ class Unit:
     spec: dict[str, Any] = field(default_factory=dict, hash=False)  # adapter-specific, JSON-able
 
 
+def isolated(locator: str, build: Callable[..., Any], *args: Any) -> Iterator[Any]:
+    """What `build(*args)` makes of one record (or one part of it): the Sample or Reject it
+    returns, or each item it returns in an iterable or yields; then, if it raises, one reject:
+    its own `Reject`, or `adapter_error` naming the exception it hit. Items already yielded
+    stay yielded, so nothing is counted twice and nothing is lost."""
+    try:
+        result = build(*args)
+        if isinstance(result, (Sample, Reject)):
+            yield result
+        else:
+            yield from result
+    except Reject as reject:
+        yield reject if reject.locator else Reject(reject.reason, reject.message, locator)
+    except Exception as err:  # noqa: BLE001 - any unnamed failure is one record's counted reject
+        yield Reject(ADAPTER_ERROR, f"{type(err).__name__}: {str(err)[:500]}", locator)
+
+
 class Adapter(ABC):
     """Base class of source adapters; subclasses set the class attributes below."""
 
-    name: str = ""
-    version: str = "1"
-    license: str = ""
-    layout: str = ""  # the expected tree under --root, shown by `pixelrefer sources`
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    license: ClassVar[str] = ""
+    LAYOUT: ClassVar[str] = ""  # the release tree the adapter expects, shown by `pixelrefer sources`
 
     @abstractmethod
-    def units(self, root: Path) -> list[Unit]:
-        """Ordered units of work for the release under `root` (raise FileNotFoundError naming what is missing)."""
+    def units(self, roots: Roots) -> list[Unit]:
+        """Ordered units of work for the release (raise FileNotFoundError naming what is missing)."""
 
     @abstractmethod
-    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
-        """Samples or rejects for one unit, in a deterministic order."""
+    def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
+        """`(locator, record)` for each native record of one unit, in order; a record may be a
+        `Reject` when the unit already knows it is unusable."""
+
+    @abstractmethod
+    def outcomes(self, roots: Roots, record: Any, locator: str) -> Outcome | Iterable[Outcome]:
+        """The sample(s) and rejects of one record; raise `Reject` to reject the whole record."""
 
     @abstractmethod
     def write_fixture(self, root: Path) -> None:
         """Write a tiny native-layout copy of the release under `root`."""
 
+    def convert(self, roots: Roots | Path, unit: Unit) -> Iterator[Outcome]:
+        """Every record's outcomes, each record isolated from the others."""
+        roots = Roots.of(roots)
+        for locator, record in self.records(roots, unit):
+            if isinstance(record, Reject):
+                yield record
+            else:
+                yield from isolated(locator, self.outcomes, roots, record, locator)
 
-def resolve_inside(root: Path, relative: str, locator: str = "") -> Path:
-    """`root / relative`, or a `path_escapes_root` reject for absolute paths and `..` escapes."""
-    if not relative or Path(relative).is_absolute():
-        raise Reject("path_escapes_root", f"path {relative!r} is empty or absolute", locator)
-    root = root.resolve()
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root):
-        raise Reject("path_escapes_root", f"path {relative!r} resolves outside the source root", locator)
-    return path
+    def sample(self, *, subset: str, native_id: str | int, file: str, locator: str, split: str = "train",
+               license: str | None = None, **fields: Any) -> Sample:
+        """The validated sample `{name}/{subset}/{native_id}` with its provenance (raises Reject).
+        `fields` are the rest of the Sample: task, media, regions, conversation, meta."""
+        return validate({
+            "id": make_id(self.name, subset, native_id), "source": self.name, "subset": subset, "split": split,
+            "license": license or self.license, **fields,
+            "provenance": {"file": file, "locator": locator, "adapter": self.name, "adapter_version": self.version},
+        }, locator)

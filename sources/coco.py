@@ -1,7 +1,7 @@
 """COCO-format building blocks shared by the LVIS, PACO and RefCOCO adapters.
 
 * `read_index(path)`: a COCO-style JSON (images / annotations / categories) parsed once per
-  process and indexed by image. Memory: the whole file is parsed with `json.load`, so a worker
+  process and indexed by image. Memory: the whole file is parsed with `json.loads`, so a worker
   holds roughly 5-8x the file size while converting (LVIS v1 train, ~1 GB on disk, needs several
   GB); the index is cached per process (keyed by path, size and mtime), so the units a worker
   converts share one parse instead of re-reading the file per unit.
@@ -16,65 +16,80 @@
 
 from __future__ import annotations
 
-import json
-import re
+import math
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from schemas import Media, Provenance, Reject, Region, RegionFrame, Sample, Turn, make_id, validate
-from schemas import masks
+from schemas import Media, Reject, Region, RegionFrame, Turn, masks
 from schemas.placeholders import obj
-from sources.base import Adapter, Outcome, Unit
+from sources import jsonarray
+from sources.base import Adapter, Outcome, Unit, isolated
 from sources.common import image_size, segmentation_rle
 from sources.fixtures import Rect, rect_polygon
-
-_DISAMBIGUATOR = re.compile(r"_\([^)]*\)")
-
+from sources.roots import Roots
 
 def category_label(name: str) -> str:
-    """`car_(automobile)` -> `car`; `trash_can` -> `trash can`; `handbag:zip` -> `handbag zip`."""
-    return " ".join(" ".join(_DISAMBIGUATOR.sub("", part).replace("_", " ").split()) for part in name.split(":"))
+    """`car_(automobile)` -> `car`; `trash_can` -> `trash can`; `handbag:zip` -> `handbag zip`.
+
+    Each `:` part is cut at its first `_(`, as Osprey's LVIS/PACO evaluation does
+    (CircleRadon/Osprey: osprey/eval/lvis_paco_eval.py), so an LVIS name that carries a synonym
+    after its disambiguator, `monitor_(computer_equipment) computer_monitor`, is `monitor`.
+    """
+    return " ".join(" ".join(part.split("_(")[0].replace("_", " ").split()) for part in name.split(":"))
 
 
 @dataclass(frozen=True)
 class CocoIndex:
     """A COCO-style annotation file indexed by image."""
 
-    images: dict[int, dict[str, Any]]  # image id -> record, in ascending id order
+    images: dict[int, dict[str, Any]]  # image id -> record, in ascending id order (ids listed once only)
     annotations: dict[int, list[dict[str, Any]]]  # image id -> its annotations, by ascending id
     categories: dict[int, dict[str, Any]]
     orphans: list[dict[str, Any]]  # annotations whose image_id is not in images[]
+    duplicates: dict[int, int]  # image id listed more than once -> how many annotations name it
 
 
-def build_index(data: dict[str, Any], file: str) -> CocoIndex:
-    """Index a parsed COCO-style file; a missing top-level key is a ValueError naming `file`."""
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+def _id(record: Any, kind: str, file: str) -> int:
+    value = record.get("id") if isinstance(record, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{file}: {kind} record {str(record)[:80]} has no integer 'id'")
+    return value
+
+
+def build_index(data: Any, file: str) -> CocoIndex:
+    """Index a parsed COCO-style file; a structural problem is a one-line ValueError naming `file`.
+
+    An image id listed twice cannot tell which annotations belong to which record, so neither is
+    used (today's LVIS loaders silently keep the later one, putting masks on the wrong image).
+    """
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{file}: not a COCO-style annotation file (no list {missing[0]!r} at the top level)")
-    try:
-        images = {img["id"]: img for img in sorted(data["images"], key=lambda img: img["id"])}
-        anns = sorted(data["annotations"], key=lambda a: a["id"])
-        categories = {c["id"]: c for c in data["categories"]}
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{file}: an image, annotation or category record lacks a usable 'id' ({err!r})") from None
+    counts = Counter(_id(img, "image", file) for img in data["images"])
+    images = {img["id"]: img for img in sorted(data["images"], key=lambda img: img["id"]) if counts[img["id"]] == 1}
+    anns = sorted(data["annotations"], key=lambda a: _id(a, "annotation", file))
+    categories = {_id(c, "category", file): c for c in data["categories"]}
     annotations: dict[int, list[dict[str, Any]]] = {}
-    orphans = []
+    orphans, duplicates = [], {i: 0 for i, n in sorted(counts.items()) if n > 1}
     for ann in anns:
-        if ann.get("image_id") in images:
-            annotations.setdefault(ann["image_id"], []).append(ann)
+        image_id = ann.get("image_id")
+        if image_id in images:
+            annotations.setdefault(image_id, []).append(ann)
+        elif image_id in duplicates:
+            duplicates[image_id] += 1
         else:
             orphans.append(ann)
-    return CocoIndex(images, annotations, categories, orphans)
+    return CocoIndex(images, annotations, categories, orphans, duplicates)
 
 
 @lru_cache(maxsize=2)
 def _cached_index(path: str, size: int, mtime_ns: int) -> CocoIndex:
-    with open(path, encoding="utf-8") as f:
-        return build_index(json.load(f), Path(path).name)
+    return build_index(jsonarray.load_json(Path(path)), Path(path).name)
 
 
 def read_index(path: Path) -> CocoIndex:
@@ -83,9 +98,9 @@ def read_index(path: Path) -> CocoIndex:
     return _cached_index(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def checked_image(root: Path, relative: str, image: dict[str, Any], locator: str) -> tuple[int, int]:
+def checked_image(roots: Roots, relative: str, image: dict[str, Any], locator: str) -> tuple[int, int]:
     """(width, height) of the image file, which must exist, be readable and match its record."""
-    width, height = image_size(root, relative, locator)
+    width, height = image_size(roots, relative, locator)
     if (width, height) != (image.get("width"), image.get("height")):
         raise Reject(
             "image_size_mismatch",
@@ -102,10 +117,14 @@ def annotation_region(
 
     An empty segmentation (`[]` or missing) becomes a box prompt when `box_if_unsegmented`,
     else a `no_segmentation` reject. Rejects: those of `segmentation_rle`, empty_mask,
-    degenerate_box.
+    degenerate_box, bad_box.
     """
     bbox = ann.get("bbox")
-    box = masks.clip_box(masks.xywh_to_xyxy(bbox), width, height) if isinstance(bbox, list) and len(bbox) == 4 else None
+    box = None
+    if isinstance(bbox, list) and len(bbox) == 4:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in bbox):
+            raise Reject("bad_box", f"bbox {str(bbox)[:80]} is not four finite numbers", locator)
+        box = masks.clip_box(masks.xywh_to_xyxy(bbox), width, height)
     segmentation = ann.get("segmentation")
     if not segmentation:
         if not box_if_unsegmented:
@@ -141,12 +160,16 @@ class RecognitionAdapter(Adapter):
     One candidate sample per image and group of at most `regions_per_sample` usable annotations
     (ascending annotation id): sample `{source}/{subset}/{image_id}_{group}`. An unusable image
     gives one reject; an unusable annotation gives one reject and the rest of its image still
-    converts; an annotation naming an image absent from `images[]` is rejected in the file's last
-    unit. Images without annotations are not candidates. Subclasses name their files (`files`),
-    say how to find an image (`image_path`) and may add per-region extras (`region_meta`).
+    converts; an annotation naming an image absent from `images[]`, and an image id listed more
+    than once, are rejected in the file's last unit. Images without annotations are not
+    candidates. Annotation files are looked for in `annotation_dirs` under the annotation root
+    (the release's own folder first); images in the declared media roots. Subclasses name their
+    files (`files`), say how to find an image (`image_path`) and may add per-region extras
+    (`region_meta`).
     """
 
-    files: dict[str, tuple[str, str, str]] = {}  # annotation file -> (subset, split, license)
+    files: ClassVar[dict[str, tuple[str, str, str]]] = {}  # annotation file -> (subset, split, license)
+    annotation_dirs: ClassVar[tuple[str, ...]] = ("",)
     images_per_unit = 1000
     regions_per_sample = 20
     box_if_unsegmented = False
@@ -158,7 +181,7 @@ class RecognitionAdapter(Adapter):
 
     @abstractmethod
     def image_path(self, image: dict[str, Any], file: str, locator: str) -> str:
-        """The image's path relative to the root (a Reject when the record names none)."""
+        """The image's path relative to a media root (a Reject when the record names none)."""
 
     def region_meta(self, ann: dict[str, Any]) -> dict[str, Any]:
         """Per-region extras kept in `meta["regions"]`."""
@@ -168,68 +191,73 @@ class RecognitionAdapter(Adapter):
         """Per-image extras (federated-label ids) kept in `meta`."""
         return {key: image.get(key, []) for key in ("neg_category_ids", "not_exhaustive_category_ids")}
 
-    def units(self, root: Path) -> list[Unit]:
-        present = [file for file in self.files if (root / file).is_file()]
-        if not present:
-            raise FileNotFoundError(f"{root}: none of {', '.join(self.files)} found (expected layout:\n{self.layout})")
+    def annotation_files(self, roots: Roots) -> list[str]:
+        """The release's annotation files present, relative to the annotation root, in `files` order."""
+        found = []
+        for file in self.files:
+            path = next((f"{d}/{file}".lstrip("/") for d in self.annotation_dirs if (roots.annotations / d / file).is_file()), None)
+            found += [path] if path else []
+        if not found:
+            raise FileNotFoundError(f"{roots.annotations}: none of {', '.join(self.files)} found "
+                                    f"(expected layout:\n{self.LAYOUT})")
+        return found
+
+    def units(self, roots: Roots) -> list[Unit]:
         units = []
-        for file in present:
-            count = len(read_index(root / file).images)
+        for file in self.annotation_files(roots):
+            count = len(read_index(roots.annotations / file).images)
             bounds = list(range(0, count, self.images_per_unit)) or [0]
             for k, start in enumerate(bounds):
-                spec = {"file": file, "start": start, "stop": start + self.images_per_unit, "orphans": k == len(bounds) - 1}
+                spec = {"file": file, "start": start, "stop": start + self.images_per_unit, "last": k == len(bounds) - 1}
                 units.append(Unit(self.name, f"{Path(file).stem}-{k:05d}", spec))
         return units
 
-    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
+    def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         file = unit.spec["file"]
-        index = read_index(root / file)
+        index = read_index(roots.annotations / file)
         for image_id in list(index.images)[unit.spec["start"] : unit.spec["stop"]]:
             if image_id in index.annotations:
-                yield from self._image_outcomes(root, file, index, image_id)
-        if unit.spec["orphans"]:
+                yield f"{file}:images[id={image_id}]", (file, index, image_id)
+        if unit.spec["last"]:
             for ann in index.orphans:
-                yield Reject(
-                    "image_record_missing",
-                    f"annotation {ann['id']} names image {ann.get('image_id')}, which {file} does not list in images[]",
-                    f"{file}:annotations[id={ann['id']}]",
-                )
+                locator = f"{file}:annotations[id={ann['id']}]"
+                yield locator, Reject("image_record_missing", f"annotation {ann['id']} names image "
+                                      f"{ann.get('image_id')}, which {file} does not list in images[]", locator)
+            for image_id, n_annotations in index.duplicates.items():
+                locator = f"{file}:images[id={image_id}]"
+                yield locator, Reject("duplicate_image_id", f"image id {image_id} is listed more than once in "
+                                      f"images[]; its {n_annotations} annotation(s) cannot be placed", locator)
 
-    def _image_outcomes(self, root: Path, file: str, index: CocoIndex, image_id: int) -> Iterator[Outcome]:
+    def outcomes(self, roots: Roots, record: tuple[str, CocoIndex, int], locator: str) -> Iterator[Outcome]:
+        file, index, image_id = record
         image = index.images[image_id]
-        locator = f"images[id={image_id}]"
-        try:
-            relative = self.image_path(image, file, f"{file}:{locator}")
-            width, height = checked_image(root, relative, image, f"{file}:{locator}")
-        except Reject as reject:
-            yield reject
-            return
+        relative = self.image_path(image, file, locator)
+        width, height = checked_image(roots, relative, image, locator)
         usable = []
         for ann in index.annotations[image_id]:
             ann_locator = f"{file}:annotations[id={ann['id']}]"
-            try:
-                category = index.categories.get(ann.get("category_id"))
-                if category is None:
-                    raise Reject("unknown_category", f"category_id {ann.get('category_id')} is not in categories[]", ann_locator)
-                region = annotation_region(ann, category_label(category["name"]), width, height, ann_locator, self.box_if_unsegmented)
-                usable.append((ann, region))
-            except Reject as reject:
-                yield reject
-        subset, split, license = self.files[file]
+            for result in isolated(ann_locator, self._region, index, ann, width, height, ann_locator):
+                if isinstance(result, Reject):
+                    yield result
+                else:
+                    usable.append(result)
+        subset, split, license = self.files[Path(file).name]
         for group, pairs in enumerate(chunks(usable, self.regions_per_sample)):
-            sample = Sample(
-                id=make_id(self.name, subset, f"{image_id}_{group}"),
-                source=self.name, subset=subset, split=split, license=license, task="recognition",
+            yield from isolated(locator, lambda: self.sample(
+                subset=subset, native_id=f"{image_id}_{group}", file=file, locator=locator, split=split,
+                license=license, task="recognition",
                 media=Media(kind="image", path=relative, width=width, height=height),
                 regions=[region for _, region in pairs],
                 conversation=self._conversation([region.label for _, region in pairs]),
                 meta={"image_id": image_id, **self.image_meta(image), "regions": [self.region_meta(ann) for ann, _ in pairs]},
-                provenance=Provenance(file=file, locator=locator, adapter=self.name, adapter_version=self.version),
-            )
-            try:
-                yield validate(sample, f"{file}:{locator}")
-            except Reject as reject:
-                yield reject
+            ))
+
+    def _region(self, index: CocoIndex, ann: dict[str, Any], width: int, height: int, locator: str) -> list[tuple[dict, Region]]:
+        category = index.categories.get(ann.get("category_id"))
+        if category is None:
+            raise Reject("unknown_category", f"category_id {ann.get('category_id')} is not in categories[]", locator)
+        label = category_label(str(category.get("name", "")))
+        return [(ann, annotation_region(ann, label, width, height, locator, self.box_if_unsegmented))]
 
     def _conversation(self, labels: list[str]) -> list[Turn]:
         turns = [Turn(role="system", text=self.system_prompt)]

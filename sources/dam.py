@@ -1,20 +1,25 @@
 """DAM training data (`nvidia/describe-anything-dataset`) -> one detailed-caption sample per region.
 
-Expected tree under `--root` (the Hugging Face snapshot, unchanged):
+The release (the Hugging Face snapshot, unchanged) is `LAYOUT` below: WebDataset tar shards of
+`<key>.jpg` + `<key>.pickle` per image. The `.pickle` member is a list of region dicts
+`{img_id, ann_id, image, mask_rle{size, counts}, caption}`. It is untrusted: `sources.safe_pickle`
+loads it allowing only plain containers, scalars and numeric numpy values, within an opcode
+budget, so a pickle naming any other class or callable is an `unsafe_pickle` reject and runs
+nothing. Each region becomes `Describe <obj0> in detail.` -> caption on the image, whose media
+path names the tar member (`COCOStuff/images/00000000.tar/000000000092.jpg`, read by `sources.media`).
 
-    <Subset>/images/<8-digit>.tar    WebDataset shards: <key>.jpg + <key>.pickle per image
-
-The `.pickle` member is a list of region dicts `{img_id, ann_id, image, mask_rle{size, counts},
-caption}`. It is untrusted: `sources.safe_pickle` loads it allowing only plain containers and
-scalars, so a pickle naming any class or callable is an `unsafe_pickle` reject and runs nothing.
-Each region becomes `Describe <obj0> in detail.` -> caption on the image, whose media path names
-the tar member (`COCOStuff/images/00000000.tar/000000000092.jpg`, read by `sources.media`).
+A tar is found through `Roots.media_path`, so one reached by a symlink leading outside the
+declared roots is one `path_escapes_root` reject. Members are read with a size cap
+(`MEMBER_CAPS`), checked against the tar header before reading, so a member that declares
+gigabytes (a sparse one, say) is a `member_too_large` reject, never a read.
 
 Image-level problems are one reject per image (`no_regions` for an empty list, `pickle_missing`,
-`image_missing`, `image_unreadable`, `unsafe_pickle`, `bad_pickle`); region-level ones one per
-region (`bad_region`, `mask_size_mismatch` when the RLE is not the jpg's size, `object_without_masks`).
-The per-subset `annotations.json` layout seen in third-party code is not read: its structure is
-unverified, and the tar shards carry the same regions.
+`image_missing`, `image_unreadable`, `unsafe_pickle`, `pickle_too_large`, `bad_pickle`, and for
+its members `path_escapes_root` (an absolute or `..` name), `member_not_file` (a link or device),
+`member_too_large`); region-level ones one per region (`bad_region`, `mask_size_mismatch` when
+the RLE is not the jpg's size, `object_without_masks`). The per-subset `annotations.json` layout
+seen in third-party code is not read: its structure is unverified, and the tar shards carry the
+same regions.
 
     pixelrefer ingest --source dam --root /data/describe-anything-dataset --out build/
 """
@@ -22,34 +27,53 @@ unverified, and the tar shards carry the same regions.
 from __future__ import annotations
 
 import io
+import numbers
 import pickle
 import tarfile
-import textwrap
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from schemas import Provenance, Reject, Sample, make_id, masks, validate
+from schemas import Reject, Sample, masks
 from sources import fixtures
-from sources.base import Adapter, Outcome, Unit
-from sources.common import mask_region, normalize_text, outcome
+from sources.base import Adapter, Outcome, Unit, isolated
+from sources.common import header_size, mask_region, normalize_text
+from sources.roots import Roots
 from sources.safe_pickle import safe_loads
 
 QUESTION = "Describe <obj0> in detail."
+# Largest member read per extension; other members are never read. A DAM region list is a few
+# hundred KB; COCO-sized jpgs are well under 1 MB.
+MEMBER_CAPS = {"pickle": 64 << 20, "jpg": 256 << 20}
+MAX_PICKLE_OPS = 1_000_000  # opcodes per region list: bounds the objects one pickle can build
+Group = dict[str, bytes | Reject | None]  # one WebDataset sample: extension -> bytes, a refusal, or None (unread)
 
 
-def webdataset_samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) per WebDataset sample, streaming; members of one key are adjacent.
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, locator: str) -> bytes | Reject | None:
+    """The bytes of a member DAM uses (None for other extensions), or why it is refused."""
+    if member.name.startswith("/") or ".." in member.name.split("/"):
+        return Reject("path_escapes_root", f"tar member name {member.name!r} is absolute or climbs with '..'", locator)
+    if not member.isfile():
+        return Reject("member_not_file", f"tar member {member.name!r} is a link or device, not a file", locator)
+    cap = MEMBER_CAPS.get(ext)
+    if cap is None:
+        return None
+    if member.size > cap:
+        return Reject("member_too_large", f"tar member {member.name!r} declares {member.size} bytes, over the {cap} cap", locator)
+    return tar.extractfile(member).read(member.size)  # never more than the size just checked
 
-    Raises ValueError naming the shard when it is not a readable tar (a truncated download, say).
-    """
+
+def webdataset_samples(tar_path: Path, tar_name: str) -> Iterator[tuple[str, Group]]:
+    """(key, {extension: bytes | Reject | None}) per WebDataset sample, streaming; members of one
+    key are adjacent. Raises ValueError naming the shard when it is not a readable tar."""
     key, group = None, {}
     try:
         with tarfile.open(tar_path, "r|") as tar:
             for member in tar:
-                if not member.isfile():
+                if member.isdir():
                     continue
                 folder, _, name = member.name.rpartition("/")
                 stem, _, ext = name.partition(".")  # WebDataset: the key ends at the basename's first dot
@@ -58,7 +82,7 @@ def webdataset_samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]
                     yield key, group
                     group = {}
                 key = member_key
-                group[ext] = tar.extractfile(member).read()
+                group[ext] = _member(tar, member, ext, f"{tar_name}/{member.name}")
     except tarfile.TarError as err:
         raise ValueError(f"{tar_path}: not a readable tar ({err}); download the shard again") from None
     if group:
@@ -67,61 +91,62 @@ def webdataset_samples(tar_path: Path) -> Iterator[tuple[str, dict[str, bytes]]]
 
 class DamAdapter(Adapter):
     name = "dam"
-    version = "1"
+    version = "2"  # 2: numpy values in pickles load; member name, type and size checks
     license = "NVIDIA-Noncommercial"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree in the docstring above
+    LAYOUT = """\
+<Subset>/images/<8-digit>.tar    WebDataset shards: <key>.jpg + <key>.pickle per image
+                                 (e.g. COCOStuff/images/00000000.tar)
+"""
 
-    def units(self, root: Path) -> list[Unit]:
-        tars = sorted(root.glob("*/images/*.tar"))
+    def units(self, roots: Roots) -> list[Unit]:
+        tars = sorted(str(t.relative_to(roots.annotations)) for t in roots.annotations.glob("*/images/*.tar"))
         if not tars:
-            raise FileNotFoundError(f"{root}: no <Subset>/images/*.tar shards (expected {self.layout})")
-        return [Unit(self.name, str(t.relative_to(root)), {"tar": str(t.relative_to(root))}) for t in tars]
+            raise FileNotFoundError(f"{roots.annotations}: no <Subset>/images/*.tar shards (expected layout:\n{self.LAYOUT})")
+        return [Unit(self.name, tar, {"tar": tar}) for tar in tars]
 
-    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
+    def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
+        """`(tar, key, members)` per WebDataset sample; a tar outside the roots is one reject."""
         tar = unit.spec["tar"]
-        for key, group in webdataset_samples(root / tar):
-            image = outcome(self._image, key, group, tar)
-            if isinstance(image, Reject):
-                yield image
-                continue
-            regions, width, height = image
-            for i, region in enumerate(regions):
-                yield outcome(self._sample, tar, key, i, region, width, height, f"{tar}/{key}.pickle[{i}]")
+        try:
+            path = roots.media_path(tar, tar)
+        except Reject as reject:  # the whole shard is unusable, not one of its records
+            yield tar, reject
+            return
+        for key, group in webdataset_samples(path, tar):
+            yield f"{tar}/{key}", (tar, key, group)
 
-    @staticmethod
-    def _image(key: str, group: dict[str, bytes], tar: str) -> tuple[list, int, int]:
-        """The region list and image size of one WebDataset sample, or an image-level reject."""
-        locator = f"{tar}/{key}"
-        if "pickle" not in group:
+    def outcomes(self, roots: Roots, record: tuple[str, str, Group], locator: str) -> Iterator[Outcome]:
+        """Image-level checks (raising one reject for the image), then one isolated sample per region."""
+        tar, key, group = record
+        refused = next((value for value in group.values() if isinstance(value, Reject)), None)
+        if refused is not None:
+            raise refused
+        if group.get("pickle") is None:
             raise Reject("pickle_missing", f"{key} has no .pickle member", locator)
-        regions = safe_loads(group["pickle"], f"{locator}.pickle")
+        regions = safe_loads(group["pickle"], f"{locator}.pickle", max_ops=MAX_PICKLE_OPS)
         if not isinstance(regions, list):
             raise Reject("bad_pickle", f"expected a list of region dicts, got {type(regions).__name__}", f"{locator}.pickle")
         if not regions:
             raise Reject("no_regions", "the region list is empty", f"{locator}.pickle")
-        if "jpg" not in group:
+        if group.get("jpg") is None:
             raise Reject("image_missing", f"{key} has no .jpg member", locator)
-        try:
-            with Image.open(io.BytesIO(group["jpg"])) as image:
-                width, height = image.size
-        except (UnidentifiedImageError, OSError) as err:
-            raise Reject("image_unreadable", f"{key}.jpg: {err}", locator) from None
-        return regions, width, height
+        width, height = header_size(io.BytesIO(group["jpg"]), f"{key}.jpg", locator)
+        for i, region in enumerate(regions):
+            where = f"{locator}.pickle[{i}]"
+            yield from isolated(where, self._sample, tar, key, i, region, width, height, where)
 
     def _sample(self, tar: str, key: str, i: int, region: object, width: int, height: int, locator: str) -> Sample:
         if not isinstance(region, dict) or not isinstance(region.get("mask_rle"), dict) or not isinstance(region.get("caption"), str):
             raise Reject("bad_region", "a region needs a mask_rle dict and a caption string", locator)
-        subset = tar.split("/", 1)[0]
-        sample = dict(
-            id=make_id(self.name, subset, f"{key}_{region.get('ann_id', i)}"), source=self.name, subset=subset,
-            split="train", license=self.license, task="detailed_caption",
-            media=dict(kind="image", path=f"{tar}/{key}.jpg", width=width, height=height),
+        return self.sample(
+            subset=tar.split("/", 1)[0], native_id=f"{key}_{region.get('ann_id', i)}", file=tar, locator=locator,
+            task="detailed_caption", media=dict(kind="image", path=f"{tar}/{key}.jpg", width=width, height=height),
             regions=[mask_region([(0, region["mask_rle"])], height, width, locator)],
             conversation=[dict(role="user", text=QUESTION), dict(role="assistant", text=normalize_text(region["caption"]))],
-            meta={k: region[k] for k in ("img_id", "ann_id") if isinstance(region.get(k), (str, int))},
-            provenance=Provenance(file=tar, locator=locator, adapter=self.name, adapter_version=self.version),
+            # numpy integers (from a pickle made with numpy) become plain ints, as JSON needs
+            meta={k: v if isinstance(v, str) else int(v) for k in ("img_id", "ann_id")
+                  if isinstance(v := region.get(k), (str, numbers.Integral))},
         )
-        return validate(sample, locator)
 
     def write_fixture(self, root: Path) -> None:
         write_fixture(root)

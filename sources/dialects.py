@@ -11,7 +11,7 @@ still looking like a tag afterwards is a `region_tag_malformed` reject, an index
 list a `region_index_out_of_range` reject.
 
     OSPREY  `<region1>`, and the typos `<region1]`, `<region1.`, `<region 1>`, `<Region1>`,
-            `<regin1>`, `<regin 1>`; not repairable: `<region>` (no index), `<region of1>`.
+            `<regin1>`, `<regin 1>`, `<region of1>`; not repairable: `<region>` (no index).
     MDVP    `<Mark 1>`, `<Region 1>` and the bench form `Region 1` (capital R, no brackets);
             not repairable: `<Mark>`, `<Mark one>`.
 
@@ -48,7 +48,7 @@ class Dialect:
 
 OSPREY = Dialect(
     name="osprey",
-    tag=re.compile(r"<\s*regio?n\s*(\d+)\s*[>\].]", re.IGNORECASE),
+    tag=re.compile(r"<\s*regio?n\s*(?:of\s*)?(\d+)\s*[>\].]", re.IGNORECASE),  # `<region of1>` occurs in the release
     leftover=re.compile(r"<\s*regio?n[^<>]{0,20}>?", re.IGNORECASE),
 )
 

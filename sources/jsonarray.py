@@ -12,14 +12,22 @@ the file size). Instead the pass feeds a latin-1 window of the bytes to the C JS
 (`raw_decode`): latin-1 maps byte i to character i, so element ends are exact byte offsets, and
 JSON's structure is ASCII, so only the values of non-ASCII strings come out garbled; the pass
 uses elements for offsets and ids only. Memory holds one window (8 MiB, more only for a bigger
-element) and one element, however large the file.
+element) and one element, however large the file. The pass also checks that the bytes are UTF-8.
+
+`load_json(path)` reads a whole small file (COCO-style indices, MeViS meta) with the same errors.
+Every file-level problem (empty, truncated, invalid JSON or UTF-8, not an array, nested too
+deeply) is a `JsonFileError` whose message is one line naming the file and the byte offset:
+
+    region_descriptions.json: truncated JSON at byte 1234 (expected ',' or ']')
 
     >>> units = spans(Path("region_descriptions.json"))       # [{"start", "end", "first", "count", "notes"}]
     >>> records = read_span(Path("region_descriptions.json"), units[3])
+    >>> index = load_json(Path("lvis_v1_val.json"))
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -30,21 +38,64 @@ WINDOW = 8 << 20
 TARGET_BYTES = 4 << 20  # ~1-2 s of work per unit for the adapters here
 _SPACE = re.compile(r"[ \t\r\n]*")
 _BOM = "\xef\xbb\xbf"  # UTF-8 byte order mark, as latin-1 characters
+# Where a "nested too deeply" error points. The C decoder itself stops at Python's recursion
+# limit (about 1000 levels) with RecursionError; the error then names the first bracket deeper
+# than this, the depth a later recursive consumer of the value can still afford.
+MAX_DEPTH = 512
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)  # a string, or a bracket
+
+
+class JsonFileError(ValueError):
+    """A JSON file that cannot be read as a whole; the message is one line naming file and byte."""
+
+
+def _error(path: Path, what: str, byte: int, detail: str) -> JsonFileError:
+    return JsonFileError(f"{path}: {what} at byte {byte} ({detail})")
+
+
+def _syntax_error(path: Path, err: json.JSONDecodeError, text: str, byte_of: Callable[[int], int]) -> JsonFileError:
+    """A decoder error: truncated when the text ends inside the value, else invalid JSON."""
+    unterminated = err.msg.startswith("Unterminated string")
+    if unterminated or err.pos >= len(text.rstrip(" \t\r\n")):  # JSON whitespace only: \xa0 is UTF-8 data here
+        detail = f"unterminated string from byte {byte_of(err.pos)}" if unterminated else err.msg
+        return _error(path, "truncated JSON", byte_of(len(text)), detail)
+    return _error(path, "invalid JSON", byte_of(err.pos), err.msg)
+
+
+def _too_deep(path: Path, text: str, start: int, byte_of: Callable[[int], int]) -> JsonFileError:
+    """The error for a RecursionError of the decoder on the value at `start` (the error path only)."""
+    depth, at = 0, start
+    for token in _TOKEN.finditer(text, start):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(token.group(), 0)
+        if depth > MAX_DEPTH:
+            at = token.start()
+            break
+    return _error(path, "JSON nested too deeply", byte_of(at), f"more than {MAX_DEPTH} levels")
 
 
 class _Window:
     """A latin-1 view of part of a file: character i of `text` is byte `base + i`."""
 
-    def __init__(self, f: BinaryIO):
-        self.f, self.text, self.base, self.eof = f, "", 0, False
+    def __init__(self, f: BinaryIO, path: Path):
+        self.f, self.path, self.text, self.base, self.eof = f, path, "", 0, False
+        self.utf8, self.read = codecs.getincrementaldecoder("utf-8")(), 0
 
     def refill(self, pos: int) -> int:
         """Drop the text before `pos`, read more (at least as much as held); return `pos` in the new window."""
         self.base += pos
         chunk = self.f.read(max(WINDOW, len(self.text) - pos))
         self.eof = not chunk
+        self._check_utf8(chunk)
         self.text = self.text[pos:] + chunk.decode("latin-1")
         return 0
+
+    def _check_utf8(self, chunk: bytes) -> None:
+        held = len(self.utf8.getstate()[0])  # bytes of a character split by the previous read
+        try:
+            self.utf8.decode(chunk, final=self.eof)
+        except UnicodeDecodeError as err:
+            raise _error(self.path, "invalid UTF-8", self.read - held + err.start, err.reason) from None
+        self.read += len(chunk)
 
     def next_char(self, pos: int) -> tuple[int, str]:
         """Position and character of the next non-space character ('' at the end of the file)."""
@@ -59,19 +110,24 @@ def elements(path: Path) -> Iterator[tuple[int, int, int, Any]]:
     """`(index, start, end, value)` of each element of the top-level array in `path`.
 
     `start`/`end` are byte offsets; strings in `value` are decoded as latin-1 (ids and numbers
-    are exact). Raises ValueError naming the file and byte offset if the file is not a JSON array.
+    are exact). Raises JsonFileError naming the file and byte offset if the file is not a
+    complete JSON array of UTF-8 text.
     """
     decoder = json.JSONDecoder()
     with open(path, "rb") as f:
-        window = _Window(f)
+        window = _Window(f, path)
         pos, char = window.next_char(window.refill(0))
         if window.text.startswith(_BOM):
             pos, char = window.next_char(len(_BOM))
+        if not char:
+            raise _error(path, "empty file", window.base + pos, "expected a JSON array")
         if char != "[":
-            raise ValueError(f"{path}: expected a JSON array (a list of records), found {char!r} at byte {window.base + pos}")
+            raise _error(path, "not a JSON array", window.base + pos, f"found {char!r}, expected a list of records")
         pos, char = window.next_char(pos + 1)
-        index = 0
+        index, expected = 0, "a value or ']'"
         while char != "]":
+            if not char:
+                raise _error(path, "truncated JSON", window.base + pos, f"expected {expected}")
             start = window.base + pos
             value, end = _decode(decoder, window, pos, path)
             yield index, start, end, value
@@ -79,10 +135,16 @@ def elements(path: Path) -> Iterator[tuple[int, int, int, Any]]:
             pos, char = window.next_char(end - window.base)
             if char == ",":
                 pos, char = window.next_char(pos + 1)
+                expected = "a value"
                 if char == "]":
-                    raise ValueError(f"{path}: trailing ',' before ']' at byte {window.base + pos}")
+                    raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before ']'")
+            elif not char:
+                raise _error(path, "truncated JSON", window.base + pos, "expected ',' or ']'")
             elif char != "]":
-                raise ValueError(f"{path}: expected ',' or ']' at byte {window.base + pos}, found {char!r}")
+                raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or ']', found {char!r}")
+        pos, char = window.next_char(pos + 1)
+        if char:
+            raise _error(path, "invalid JSON", window.base + pos, f"found {char!r} after the array's closing ']'")
 
 
 def _decode(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path) -> tuple[Any, int]:
@@ -95,7 +157,9 @@ def _decode(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path) ->
                 return value, window.base + end
         except json.JSONDecodeError as err:
             if window.eof:
-                raise ValueError(f"{path}: invalid JSON at byte {window.base + err.pos}: {err.msg}") from None
+                raise _syntax_error(path, err, window.text, lambda p: window.base + p) from None
+        except RecursionError:
+            raise _too_deep(path, window.text, pos, lambda p: window.base + p) from None
         pos = window.refill(pos)
 
 
@@ -128,12 +192,39 @@ def read_span(path: Path, span: dict) -> list[Any]:
     with open(path, "rb") as f:
         f.seek(span["start"])
         data = f.read(span["end"] - span["start"])
+    changed = "the file changed after its units were planned: plan again"
     try:
         values = json.loads(b"[" + data + b"]")
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: bytes {span['start']}-{span['end']} are not the planned JSON elements "
-                         f"({err.msg}); the file changed after its units were planned: plan again") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError: the pass checked both
+        raise JsonFileError(f"{path}: bytes {span['start']}-{span['end']} are not the planned JSON elements "
+                            f"({type(err).__name__}); {changed}") from None
     if len(values) != span["count"]:
-        raise ValueError(f"{path}: bytes {span['start']}-{span['end']} hold {len(values)} elements, "
-                         f"planned {span['count']}; the file changed after its units were planned: plan again")
+        raise JsonFileError(f"{path}: bytes {span['start']}-{span['end']} hold {len(values)} elements, "
+                            f"planned {span['count']}; {changed}")
     return values
+
+
+def load_json(path: Path) -> Any:
+    """A whole JSON file (for small files an adapter indexes at once: COCO-style, MeViS meta).
+
+    Raises JsonFileError (one line, file and byte offset) for an empty or truncated file, invalid
+    JSON or UTF-8, or nesting too deep for the decoder.
+    """
+    data = Path(path).read_bytes()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[skip:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _error(path, "invalid UTF-8", skip + err.start, err.reason) from None
+
+    def byte_of(pos: int) -> int:
+        return skip + len(text[:pos].encode("utf-8"))
+
+    if not text.strip(" \t\r\n"):
+        raise _error(path, "empty file", len(data), "expected a JSON value")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise _syntax_error(path, err, text, byte_of) from None
+    except RecursionError:
+        raise _too_deep(path, text, 0, byte_of) from None

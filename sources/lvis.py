@@ -1,25 +1,19 @@
 """LVIS v1 -> category-recognition samples (Osprey-style prompts).
 
-Expected layout under `--root` (LVIS ships no images: it uses the COCO 2017 ones, and its val
-split takes images from both COCO folders):
-
-    lvis_v1_train.json
-    lvis_v1_val.json
-    train2017/000000000009.jpg ...
-    val2017/000000000139.jpg ...
-
-Each image's path comes from its `coco_url` (`.../<folder>/<file>`), never from `file_name`.
+LVIS ships no images: it uses the COCO 2017 ones (its val split takes images from both COCO
+folders), so the COCO folder may be the root itself or a declared media root shared with other
+sources (`lvis: {annotations: /data/lvis, media: [/data/coco]}`). Each image's path comes from its `coco_url` (`.../<folder>/<file>`), never from `file_name`.
 Per image, up to 20 annotations (ascending id) become one multi-turn sample, "What is the
 category of <obj0>? ..." answered by the normalised name (`car_(automobile)` -> `car`);
 `neg_category_ids` / `not_exhaustive_category_ids` go to `meta` untouched (LVIS labels are
-federated: an absent category is not a negative). Memory and units: see `sources.coco`.
+federated: an absent category is not a negative). An image id listed twice is a
+`duplicate_image_id` reject (its annotations cannot be placed). Memory and units: see `sources.coco`.
 
     pixelrefer ingest --source lvis --root /data/lvis --out out/
 """
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +26,14 @@ _LICENSE = "CC-BY-4.0"
 
 class LvisAdapter(RecognitionAdapter):
     name = "lvis"
-    version = "1"
+    version = "2"
     license = f"{_LICENSE} (annotations); images under the COCO terms"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree shown in the docstring above
+    LAYOUT = """\
+lvis_v1_train.json
+lvis_v1_val.json
+train2017/000000000009.jpg ...     (COCO 2017 images: here or in a declared media root)
+val2017/000000000139.jpg ...
+"""
     files = {
         "lvis_v1_train.json": ("train", "train", _LICENSE),
         "lvis_v1_val.json": ("val", "val", _LICENSE),

@@ -1,24 +1,23 @@
 """MDVP-Data (Draw-and-Understand / SPHINX-V fine-tuning set) -> point- and box-prompt region samples.
 
-Expected tree under --root:
-
-    stage_2_fine-tuning/MDVP-Data/**/*.json   as released: [{image, conversations, points | bbox}]
-    images/                                   the image sets the records name (COCO, VG, ADE20K, ...)
-
-MDVP ships no images and its `image` fields carry the authors' own prefixes
-(`/path/to/vg/VG_100K/1.jpg`, `coco/train2017/x.jpg`). Put each image set under `images/` keeping
-its usual folder names; the adapter takes the longest trailing part of the recorded path that
-exists under `images/`: `images/path/to/vg/VG_100K/1.jpg`, then `images/to/vg/VG_100K/1.jpg`, ...,
-down to `images/1.jpg` (the basename, as the official loaders do with `split('/')[-1]`). So both a
-kept layout (`images/vg/VG_100K/1.jpg`) and a flat folder work, without editing any JSON. A
-recorded path holding `..` is rejected (`path_escapes_root`) before any lookup.
+The annotation root holds `MDVP-Data/` either under `stage_2_fine-tuning/` (the Hugging Face
+repository as downloaded) or directly (a copy of that folder alone); sample ids do not depend
+on which. MDVP ships no images and its `image` fields carry the authors' own prefixes
+(`/path/to/vg/VG_100K/1.jpg`, `coco/train2017/x.jpg`). The adapter takes the longest trailing part
+of the recorded path that a declared root holds, each part tried under `images/` and then as is
+(a media root such as a COCO folder holding `train2017/`): `images/path/to/vg/VG_100K/1.jpg`,
+`path/to/vg/VG_100K/1.jpg`, `images/to/vg/VG_100K/1.jpg`, ..., down to `images/1.jpg` and `1.jpg`
+(the basename, as the official loaders do with `split('/')[-1]`). So a kept layout
+(`images/vg/VG_100K/1.jpg`), a flat folder and shared media folders all work, without editing
+any JSON. A recorded path holding `..` is rejected (`path_escapes_root`) before any lookup.
 
 Prompts: `points: [[x, y], ...]` -> prompt `point`; `bbox: [[x, y, w, h], ...]` -> prompt `box`
-(`[x0, y0, x1, y1]`), both absolute pixels and never turned into masks. A point or box outside
-the image is rejected (`point_out_of_frame` / `degenerate_box`), not clipped: MDVP prompts are
-drawn by annotators on the image, so one outside it means a wrong image or size. The official
-loader keeps the first 10 prompts; we keep them all (the text may name Mark 11 and beyond), so
-a consumer with a 10-prompt model must filter on `len(regions)`.
+(`[x0, y0, x1, y1]`), both absolute pixels (finite numbers; `true` is no coordinate) and never
+turned into masks. A point or box outside the image is rejected (`point_out_of_frame` /
+`degenerate_box`), not clipped: MDVP prompts are drawn by annotators on the image, so one
+outside it means a wrong image or size. The official loader keeps the first 10 prompts; we keep
+them all (the text may name Mark 11 and beyond), so a consumer with a 10-prompt model must
+filter on `len(regions)`.
 
 Text: `<Mark N>` / `<Region N>` / bench-style `Region N` (1-based, prompt order) -> `<obj{N-1}>`
 via `dialects.MDVP`; prompts never named are dropped (`meta.unreferenced_regions`); leading
@@ -34,16 +33,18 @@ the path -> detailed_caption, `brief_caption` -> phrase_caption, anything else -
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path, PurePosixPath
 
-from schemas import Reject, make_id, masks, validate
+from schemas import Reject, masks
 from sources import dialects, fixtures
 from sources.base import Outcome
-from sources.common import image_size
-from sources.jsonrecords import JsonRecordsAdapter
+from sources.common import find_media, image_size, is_number
+from sources.jsonrecords import JsonRecord, JsonRecordsAdapter
+from sources.roots import Roots
 
-DATA = "stage_2_fine-tuning/MDVP-Data"
+# Where MDVP-Data may sit under the annotation root, in the order looked at.
+DATA_DIRS = ("stage_2_fine-tuning/MDVP-Data", "MDVP-Data")
+DATA = DATA_DIRS[0]
 IMAGES = "images"
 # Substring of the file's path under MDVP-Data -> task; first match wins, else region_qa.
 FAMILIES: dict[str, str] = {
@@ -55,9 +56,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_:-]")
 
 
 def _number_list(value: object, length: int) -> list[float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == length and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
+    if isinstance(value, (list, tuple)) and len(value) == length and all(is_number(v) for v in value):
         return [float(v) for v in value]
     return None
 
@@ -71,39 +70,47 @@ PROMPTS = {
 
 class MdvpAdapter(JsonRecordsAdapter):
     name = "mdvp"
-    version = "1"
+    version = "2"
     license = "CC-BY-NC-4.0"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree in the module docstring
+    LAYOUT = """\
+stage_2_fine-tuning/MDVP-Data/**/*.json   as released: [{image, conversations, points | bbox}]
+                                          (or MDVP-Data/**/*.json without the stage folder)
+images/                                   the image sets the records name (COCO, VG, ADE20K, ...),
+                                          here or in declared media roots (with or without images/)
+"""
 
-    def files(self, root: Path) -> list[str]:
-        files = sorted(p.relative_to(root).as_posix() for p in (root / DATA).glob("**/*.json"))
+    def files(self, roots: Roots) -> list[str]:
+        root = roots.annotations
+        found = [d for d in DATA_DIRS if (root / d).is_dir()]
+        if len(found) > 1:  # the same files twice would give every sample twice
+            raise ValueError(f"{root} holds both {' and '.join(found)}; keep one")
+        files = sorted(p.relative_to(root).as_posix() for d in found for p in (root / d).glob("**/*.json"))
         if not files:
-            raise FileNotFoundError(f"no JSON files under {root / DATA}; expected: {self.layout}")
+            raise FileNotFoundError(f"no JSON files under {' or '.join(str(root / d) for d in DATA_DIRS)}; expected:\n{self.LAYOUT}")
         return files
 
     def subset(self, file: str) -> str:
-        relative = PurePosixPath(file).relative_to(DATA).with_suffix("").as_posix()
+        data = next(d for d in DATA_DIRS if file.startswith(f"{d}/"))
+        relative = PurePosixPath(file).relative_to(data).with_suffix("").as_posix()
         return _UNSAFE.sub("_", relative.replace("/", ":"))
 
-    def sample(self, root: Path, file: str, index: int, record: object) -> Outcome:
-        locator = f"{file}[{index}]"
-        if not isinstance(record, dict) or not isinstance(record.get("image"), str):
+    def outcomes(self, roots: Roots, record: JsonRecord, locator: str) -> Outcome:
+        value = record.value
+        if not isinstance(value, dict) or not isinstance(value.get("image"), str):
             raise Reject("bad_record", "expected an object with an `image` path", locator)
-        path = _image_path(root, record["image"], locator)
-        width, height = image_size(root, path, locator)
-        kind, prompts = _prompts(record, locator)
-        turns, named, notes = dialects.map_conversation(dialects.MDVP, record.get("conversations"), len(prompts), locator)
-        subset = self.subset(file)
+        path = find_media(roots, _image_candidates(value["image"], locator), locator)
+        width, height = image_size(roots, path, locator)
+        kind, prompts = _prompts(value, locator)
+        turns, named, notes = dialects.map_conversation(dialects.MDVP, value.get("conversations"), len(prompts), locator)
         to_frame = PROMPTS[kind][2]
-        return validate({
-            "id": make_id(self.name, subset, index), "source": self.name, "subset": subset, "split": "train",
-            "license": self.license, "task": next((t for k, t in FAMILIES.items() if k in file.lower()), "region_qa"),
-            "media": {"kind": "image", "path": path, "width": width, "height": height},
-            "regions": [{"prompt": kind, "frames": [{"frame": 0, **to_frame(prompts[n - 1])}]} for n in named],
-            "conversation": [t.model_dump() for t in turns],
-            "meta": {"image": record["image"], "num_prompts": len(prompts), **notes},
-            "provenance": {"file": file, "locator": locator, "adapter": self.name, "adapter_version": self.version},
-        }, locator)
+        return self.sample(
+            subset=self.subset(record.file), native_id=record.index, file=record.file, locator=locator,
+            task=next((t for k, t in FAMILIES.items() if k in record.file.lower()), "region_qa"),
+            media={"kind": "image", "path": path, "width": width, "height": height},
+            regions=[{"prompt": kind, "frames": [{"frame": 0, **to_frame(prompts[n - 1])}]} for n in named],
+            conversation=turns,
+            meta={"image": value["image"], "num_prompts": len(prompts), **notes},
+        )
 
     def write_fixture(self, root: Path) -> None:
         """Three 64x48 images under images/ in different layouts; traps: foreign prefix, basename
@@ -139,15 +146,15 @@ class MdvpAdapter(JsonRecordsAdapter):
         ])
 
 
-def _image_path(root: Path, recorded: str, locator: str) -> str:
-    """`images/<longest trailing part of the recorded path that exists there>` (see the module doc)."""
+def _image_candidates(recorded: str, locator: str) -> list[tuple[str, str]]:
+    """Every trailing part of the recorded path, longest first, under `images/` then as is."""
     parts = [p for p in PurePosixPath(recorded.replace("\\", "/")).parts if p not in ("/", ".")]
     if ".." in parts:
         raise Reject("path_escapes_root", f"image path {recorded!r} climbs out with '..'", locator)
     if not parts:
         raise Reject("bad_record", "empty image path", locator)
-    candidates = ["/".join((IMAGES, *parts[i:])) for i in range(len(parts))]
-    return next((c for c in candidates if (root / c).is_file()), candidates[0])
+    tails = ["/".join(parts[i:]) for i in range(len(parts))]
+    return [(under, tail) for tail in tails for under in (IMAGES, "")]
 
 
 def _prompts(record: dict, locator: str) -> tuple[str, list[list[float]]]:

@@ -1,14 +1,5 @@
 """Osprey-724K (all five files) -> mask-prompt region QA, recognition and detailed captions.
 
-Expected tree under --root (any of the five files; at least one):
-
-    osprey_conversation.json            -> subset conversation,        task region_qa
-    osprey_detail_description.json      -> subset detail_description,  task detailed_caption
-    osprey_part_level.json              -> subset part_level,          task region_qa (PACO part questions)
-    osprey_lvis_positive_negative.json  -> subset lvis_pos_neg,        task recognition (is <obj0> a <category>?)
-    osprey_short_form.json              -> subset short_form,          task region_qa
-    coco_imgs/                          COCO train+val images in one flat folder (as Osprey's configs expect)
-
 Records are `{id, file_name, height, width, annotation: [{segmentation}], conversations}`;
 the detail file has `description: ["<region1>: text", ...]` instead, which becomes one question
 (from `templates.DETAILED_DESCRIPTION`) and answer (the text after the tag) per entry.
@@ -16,11 +7,16 @@ the detail file has `description: ["<region1>: text", ...]` instead, which becom
 Choices (each visible in the sample):
 * sample id `osprey/{subset}/{index in the file}`; Osprey's own `id` repeats per image, it is kept
   in `meta.osprey_id`;
-* images: `coco_imgs/{file_name}`; a COCO-2014 name (`COCO_train2014_000000123456.jpg`) absent
-  from the folder maps to its 2017 basename `000000123456.jpg`, as Osprey's loader does;
+* images: looked up in the declared roots (the annotation folder first, then each media
+  folder), first as Osprey's flat `coco_imgs/`, then as a plain COCO folder (`train2017/`,
+  `val2017/`, and `train2014/` / `val2014/` for a 2014 name), so one COCO folder serves Osprey,
+  RefCOCO and LVIS. A COCO-2014 name (`COCO_train2014_000000123456.jpg`) is tried as its 2017
+  basename `000000123456.jpg` first, as Osprey's loader does;
 * region tags `<regionN>` -> `<obj{i}>` via `dialects.OSPREY` (typo variants repaired, the rest
   rejected); annotations no text names are dropped (their 1-based numbers in
   `meta.unreferenced_regions`) and the rest keep their native order;
+* `description` entries beyond the annotation count, and empty trailing ones, are ignored, as
+  Osprey's loader reads one entry per annotation (`meta.ignored_description_entries`);
 * conversations opening with `gpt` turns lose those turns (`meta.dropped_leading_turns`);
 * part_level and short_form user turns get Osprey's suffix asking for a single word or phrase,
   which its loader adds at training time; the answers are that short.
@@ -35,21 +31,21 @@ Rejects: `path_escapes_root`, `image_missing`, `image_empty`, `image_unreadable`
 from __future__ import annotations
 
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from schemas import Reject, make_id, masks, validate
+from schemas import Reject, make_id, masks
 from sources import dialects, fixtures, templates
-from sources.base import Outcome, resolve_inside
-from sources.common import image_size, segmentation_rle
-from sources.jsonrecords import JsonRecordsAdapter
+from sources.base import Outcome
+from sources.common import find_media, image_size, segmentation_rle
+from sources.jsonrecords import JsonRecord, JsonRecordsAdapter
+from sources.roots import Roots
 
 IMAGES = "coco_imgs"
 SHORT_ANSWER = " Answer the question using a single word or phrase."
-_COCO2014 = re.compile(r"^COCO_(?:train|val)2014_(\d{12}\.jpg)$")
+_COCO2014 = re.compile(r"^COCO_(train|val)2014_(\d{12}\.jpg)$")
 
 
 @dataclass(frozen=True)
@@ -71,43 +67,51 @@ FILES: dict[str, OspreyFile] = {
 
 class OspreyAdapter(JsonRecordsAdapter):
     name = "osprey"
-    version = "1"
+    version = "2"
     license = "CC-BY-NC-4.0"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree in the module docstring
+    LAYOUT = """\
+osprey_conversation.json            -> subset conversation,        task region_qa
+osprey_detail_description.json      -> subset detail_description,  task detailed_caption
+osprey_part_level.json              -> subset part_level,          task region_qa (PACO part questions)
+osprey_lvis_positive_negative.json  -> subset lvis_pos_neg,        task recognition (is <obj0> a <category>?)
+osprey_short_form.json              -> subset short_form,          task region_qa
+coco_imgs/                          COCO train+val images in one flat folder (as Osprey's configs expect),
+                                    or train2017/ val2017/ of a COCO folder (here or a declared media root)
+(any of the five files; at least one)
+"""
 
-    def files(self, root: Path) -> list[str]:
-        present = [f for f in FILES if (root / f).is_file()]
+    def files(self, roots: Roots) -> list[str]:
+        present = [f for f in FILES if (roots.annotations / f).is_file()]
         if not present:
-            raise FileNotFoundError(f"no Osprey-724K file under {root}; expected: {self.layout}")
+            raise FileNotFoundError(f"no Osprey-724K file under {roots.annotations}; expected:\n{self.LAYOUT}")
         return present
 
     def subset(self, file: str) -> str:
         return FILES[file].subset
 
-    def sample(self, root: Path, file: str, index: int, record: object) -> Outcome:
-        spec, locator = FILES[file], f"{file}[{index}]"
-        if not isinstance(record, dict) or not isinstance(record.get("annotation"), list):
-            raise Reject("bad_record", "expected an object with an `annotation` list", locator)
-        path = _image_path(root, str(record.get("file_name", "")), locator)
-        width, height = image_size(root, path, locator)
-        if (record.get("width", width), record.get("height", height)) != (width, height):
+    def outcomes(self, roots: Roots, record: JsonRecord, locator: str) -> Outcome:
+        spec, value = FILES[record.file], record.value
+        if not (isinstance(value, dict) and isinstance(value.get("file_name"), str) and isinstance(value.get("annotation"), list)):
+            raise Reject("bad_record", "expected an object with a `file_name` string and an `annotation` list", locator)
+        path = find_media(roots, _image_candidates(value["file_name"]), locator)
+        width, height = image_size(roots, path, locator)
+        if (value.get("width", width), value.get("height", height)) != (width, height):
             raise Reject("image_size_mismatch", f"{path} is {width}x{height}, the record says "
-                         f"{record.get('width')}x{record.get('height')}", locator)
-        sample_id = make_id(self.name, spec.subset, index)
-        annotations = record["annotation"]
-        turns, named, notes = dialects.map_conversation(
-            dialects.OSPREY, _native_turns(record, spec, sample_id, locator), len(annotations), locator)
+                         f"{value.get('width')}x{value.get('height')}", locator)
+        annotations = value["annotation"]
+        native, ignored = _native_turns(value, spec, make_id(self.name, spec.subset, record.index), len(annotations), locator)
+        turns, named, notes = dialects.map_conversation(dialects.OSPREY, native, len(annotations), locator)
+        if ignored:
+            notes["ignored_description_entries"] = ignored
         for turn in turns:
             turn.text += spec.suffix if turn.role == "user" else ""
-        regions = [_region(annotations[n - 1], width, height, locator) for n in named]
-        meta = {"osprey_id": record.get("id"), "file_name": record.get("file_name"), **notes}
-        return validate({
-            "id": sample_id, "source": self.name, "subset": spec.subset, "split": "train",
-            "license": self.license, "task": spec.task,
-            "media": {"kind": "image", "path": path, "width": width, "height": height},
-            "regions": regions, "conversation": [t.model_dump() for t in turns], "meta": meta,
-            "provenance": {"file": file, "locator": locator, "adapter": self.name, "adapter_version": self.version},
-        }, locator)
+        return self.sample(
+            subset=spec.subset, native_id=record.index, file=record.file, locator=locator, task=spec.task,
+            media={"kind": "image", "path": path, "width": width, "height": height},
+            regions=[_region(annotations[n - 1], width, height, locator) for n in named],
+            conversation=turns,
+            meta={"osprey_id": value.get("id"), "file_name": value.get("file_name"), **notes},
+        )
 
     def write_fixture(self, root: Path) -> None:
         """Three 64x48 COCO images and one record per trap (see tests/sources/test_osprey.py)."""
@@ -133,6 +137,10 @@ class OspreyAdapter(JsonRecordsAdapter):
             {"id": 101, **_image("COCO_train2014_000000000101.jpg"), "annotation": [_poly(a), rle_b],
              "description": ["<region1>: A red box in the top left.", "<region2>: A blue   square, right of <region1>."]},
             {"id": 101, **_image("COCO_train2014_000000000101.jpg"), "annotation": [_poly(a)], "description": ["A red box."]},
+            {"id": 101, **_image("COCO_train2014_000000000101.jpg"), "annotation": [_poly(a), rle_b, _poly(c)],
+             "description": ["<region1>: A red box.", "<region of2>: A blue square.", ""]},
+            {"id": 101, **_image("COCO_train2014_000000000101.jpg"), "annotation": [_poly(a)],
+             "description": ["<region1>: A red box.", "<region2>: An entry without an annotation."]},
         ])
         fixtures.write_json(root / "osprey_part_level.json", [
             {"id": 102, **_image("COCO_train2014_000000000102.jpg"), "annotation": [_poly(a)],
@@ -149,32 +157,44 @@ class OspreyAdapter(JsonRecordsAdapter):
         ])
 
 
-def _image_path(root: Path, file_name: str, locator: str) -> str:
-    """`coco_imgs/{file_name}`, or the 2017 basename of an absent COCO-2014 name."""
-    path = f"{IMAGES}/{file_name}"
-    resolve_inside(root / IMAGES, file_name, locator)
-    coco2017 = _COCO2014.match(file_name)
-    if coco2017 and not (root / path).exists():
-        return f"{IMAGES}/{coco2017.group(1)}"
-    return path
+def _image_candidates(file_name: str) -> list[tuple[str, str]]:
+    """Where an image may be, in order: Osprey's `coco_imgs/` (a 2014 name as its 2017 basename
+    first), then a COCO folder's `train2017/`, `val2017/` and, for a 2014 name, its 2014 folder."""
+    coco2014 = _COCO2014.match(file_name)
+    if coco2014 is None:
+        return [(IMAGES, file_name), ("train2017", file_name), ("val2017", file_name)]
+    split, basename = coco2014.groups()
+    return [(IMAGES, basename), (IMAGES, file_name), ("train2017", basename), ("val2017", basename), (f"{split}2014", file_name)]
 
 
-def _native_turns(record: dict, spec: OspreyFile, sample_id: str, locator: str) -> object:
-    """The record's native `{from, value}` turns; the detail file's are built from `description`."""
+def _native_turns(record: dict, spec: OspreyFile, sample_id: str, count: int, locator: str) -> tuple[object, int]:
+    """The record's native `{from, value}` turns and how many `description` entries were ignored.
+
+    The detail file's turns are built from its `description` entries as Osprey's loader reads
+    them, one per annotation: entries beyond the annotation count, and empty trailing ones, are
+    left out (counted) instead of failing the record.
+    """
     if not spec.description:
-        return record.get("conversations")
+        return record.get("conversations"), 0
     entries = record.get("description")
     if not isinstance(entries, list):
         raise Reject("bad_record", "expected a `description` list", locator)
+    kept = entries[:count]
+    while kept and isinstance(kept[-1], str) and not kept[-1].strip():
+        kept.pop()
+    if not kept:
+        raise Reject("bad_record", f"no non-empty `description` entry among {len(entries)}", locator)
     turns = []
-    for i, entry in enumerate(entries):
-        text = str(entry).lstrip()
+    for i, entry in enumerate(kept):
+        if not isinstance(entry, str):
+            raise Reject("bad_record", f"description {i} is {type(entry).__name__}, not a string", locator)
+        text = entry.lstrip()
         tag = dialects.OSPREY.tag.match(text)
         if tag is None:
             raise Reject("region_tag_malformed", f"description {i} does not start with <regionN>: {text[:40]!r}", locator)
         question = templates.pick(templates.DETAILED_DESCRIPTION, f"{sample_id}:{i}").format(obj=tag.group(0))
         turns += dialects.native_dialogue(question, text[tag.end():].lstrip(" :"))
-    return turns
+    return turns, len(entries) - len(kept)
 
 
 def _region(annotation: object, width: int, height: int, locator: str) -> dict:

@@ -1,13 +1,11 @@
 """PACO (PACO-LVIS and PACO-Ego4D) -> object and part recognition samples.
 
-Expected layout under `--root` (the two annotation zips unpacked side by side; PACO-LVIS
-`file_name`s include the COCO folder, PACO-Ego4D ones are relative to the frames folder the
-Ego4D CLI writes for `--datasets paco_frames`, placed or linked at `paco_frames/`):
-
-    paco_lvis_v1_train.json   paco_lvis_v1_val.json   paco_lvis_v1_test.json
-    paco_ego4d_v1_train.json  paco_ego4d_v1_val.json  paco_ego4d_v1_test.json
-    train2017/  val2017/      (COCO 2017 images, for PACO-LVIS)
-    paco_frames/              (Ego4D frames, for PACO-Ego4D)
+The annotation files are found where the release unpacks them (`annotations/` under the root,
+as facebookresearch/paco's README lays out `paco/annotations/paco_lvis_v1_*.json`) or directly
+under the root. PACO-LVIS `file_name`s include the COCO folder (`val2017/...`), so the COCO
+2017 images may live in a declared media root shared with LVIS; PACO-Ego4D ones are relative
+to the frames folder the Ego4D CLI writes for `--datasets paco_frames`, found as `paco_frames/`
+under the root or any media root (see `LAYOUT`).
 
 An annotation is an object when `id == obj_ann_id`, else a part of that object. Part names
 `object:part` are answered as "object part" (`handbag:zip` -> `handbag zip`, the form Osprey's
@@ -20,7 +18,6 @@ kind go to `meta["regions"]`. Up to 20 regions per sample; memory and units: see
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +35,15 @@ _EGO4D_LICENSE = "Ego4D-license"
 
 class PacoAdapter(RecognitionAdapter):
     name = "paco"
-    version = "1"
+    version = "2"
     license = f"{_LVIS_LICENSE}; Ego4D frames under the Ego4D licence"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree shown in the docstring above
+    LAYOUT = """\
+annotations/paco_lvis_v1_{train,val,test}.json      (or these files directly under the root)
+annotations/paco_ego4d_v1_{train,val,test}.json
+train2017/  val2017/      (COCO 2017 images, for PACO-LVIS: here or in a declared media root)
+paco_frames/              (Ego4D frames, for PACO-Ego4D: here or in a declared media root)
+"""
+    annotation_dirs = ("annotations", "")
     files = {
         f"paco_{family}_v1_{split}.json": (f"{family}_{split}", split, _LVIS_LICENSE if family == "lvis" else _EGO4D_LICENSE)
         for family in ("lvis", "ego4d")
@@ -56,7 +59,7 @@ class PacoAdapter(RecognitionAdapter):
         name = image.get("file_name")
         if not isinstance(name, str) or not name:
             raise Reject("no_image_path", f"file_name {name!r} is not a path", locator)
-        return name if file.startswith("paco_lvis") else f"{FRAMES}/{name}"
+        return name if Path(file).name.startswith("paco_lvis") else f"{FRAMES}/{name}"
 
     def region_meta(self, ann: dict[str, Any]) -> dict[str, Any]:
         meta = super().region_meta(ann)
@@ -106,7 +109,7 @@ def write_fixture(root: Path) -> None:
     """PACO-LVIS val (object + polygon, part + uncompressed RLE, box-only object, wrong-size RLE,
     missing image) and PACO-Ego4D train (compressed RLE object, polygon part)."""
     write_image(root / "val2017/000000000042.jpg", 64, 48, [HANDBAG, ZIP, TRASH_CAN], seed=42)
-    write_json(root / "paco_lvis_v1_val.json", {
+    write_json(root / "annotations/paco_lvis_v1_val.json", {
         "info": {"description": "pixelrefer-data PACO fixture"}, "categories": _CATEGORIES, "attributes": [],
         "images": [_image(42, "val2017/000000000042.jpg", 64, 48), _image(43, "val2017/000000000043.jpg", 32, 32)],
         "annotations": [
@@ -118,7 +121,7 @@ def write_fixture(root: Path) -> None:
         ],
     })
     write_image(root / FRAMES / "a1b2c3_000150.jpeg", 40, 32, [MUG, MUG_HANDLE], seed=150)
-    write_json(root / "paco_ego4d_v1_train.json", {
+    write_json(root / "annotations/paco_ego4d_v1_train.json", {
         "info": {"description": "pixelrefer-data PACO fixture"}, "categories": _CATEGORIES, "attributes": [],
         "images": [_image(500, "a1b2c3_000150.jpeg", 40, 32)],
         "annotations": [

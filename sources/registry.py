@@ -29,6 +29,12 @@ BUILTIN: dict[str, str] = {
     "mevis": "sources.mevis:MevisAdapter",
     "videorefer": "sources.videorefer:VideoReferAdapter",
     "dam": "sources.dam:DamAdapter",
+    "hcstvg": "sources.hcstvg:HcstvgAdapter",
+    "pascalpart": "sources.pascalpart:PascalPartAdapter",
+    "partimagenet": "sources.partimagenet:PartImageNetAdapter",
+    "vcr": "sources.vcr:VcrAdapter",
+    "llava": "sources.llava:LlavaAdapter",
+    "pixelrefer-release": "sources.release:ReleaseAdapter",
 }
 
 ENTRY_POINT_GROUP = "pixelrefer.sources"

@@ -1,14 +1,6 @@
 """VideoRefer-700K (`DAMO-NLP-SG/VideoRefer-700K`) and PixelRefer-format video JSON -> samples.
 
-Expected tree under `--root` (videos resolve against the root, as `video` in the JSON says):
-
-    videorefer-detailed-caption-125k.json   -> subset detailed-caption, task video_caption
-    videorefer-short-caption-500k.json      -> subset short-caption,    task phrase_caption
-    videorefer-qa-75k.json                  -> subset qa,               task video_qa
-    <other>.json | <other>.jsonl            -> subset <stem>; task by name: *detailed* video_caption,
-                                               *short* phrase_caption, else video_qa
-    <video paths>                           an .mp4 (read with PyAV) or a folder of frame images
-
+The release is `LAYOUT` below; `video` paths in the JSON are looked up in the declared roots.
 Two record dialects give identical samples for the same content:
   * 700K `annotation`: `[{"<frame>": {"segmentation": rle|polygon|null}}, ...]`, `video` a string;
   * PixelRefer / VideoRefer-VideoLLaMA3 `masks`: `[{"<frame>": rle|polygon}, ...]`, `video` a
@@ -16,12 +8,16 @@ Two record dialects give identical samples for the same content:
 One entry per object, in the order the `<region>` placeholders appear across the turns; an intro
 `<objectN><region>` binds the name `<objectN>` to that region. Frame keys are 0-based indices
 into the decoded video (or the sorted frame folder); null or empty masks and missing frames mean
-"absent on that frame" and are left out. The PixelRefer quirk of one `<region>` per (object,
-frame) is not accepted: the count must equal the number of objects.
+"absent on that frame" and are left out. A frame key past the video is `frame_out_of_range`,
+decided without decoding: against the frame list, the header's frame count, or, for containers
+whose header has none (Matroska, WebM), the duration times the frame rate plus one frame of
+slack (containers differ on whether the last frame's duration counts); never past int32 (the
+Arrow schema's frame type). The PixelRefer quirk of one `<region>` per (object, frame) is not
+accepted: the count must equal the number of objects.
 
 Streaming: the detailed file is 5.6 GB. `units()` makes one pass over each file
 (`sources.jsonarray.spans`, or lines for JSONL) recording the byte range of every ~`UNIT_BYTES`
-of records; `convert()` seeks to its range and parses only those records, so memory is bounded by
+of records; `records()` seeks to its range and parses only those records, so memory is bounded by
 a unit, not the file, and the total work is two reads of each file. Annotation licence Apache-2.0; each video keeps the terms of its origin
 (Panda-70M for captions; MeViS, A2D-Sentences, YouTube-VOS for QA).
 
@@ -32,19 +28,20 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
-import textwrap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import av
 
-from schemas import Provenance, Reject, Sample, make_id, masks, validate
+from schemas import Reject, Sample, masks
 from schemas.placeholders import obj
 from sources import fixtures, jsonarray
-from sources.base import Adapter, Outcome, Unit, resolve_inside
-from sources.common import FRAME_FOLDER_FPS, image_size, mask_region, native_turns, outcome
+from sources.base import Adapter, Unit
+from sources.common import FRAME_FOLDER_FPS, image_size, line_spans, mask_region, native_turns
+from sources.roots import Roots
 
 # file name -> (subset, task) of the released files.
 RELEASE_FILES = {
@@ -56,6 +53,7 @@ RELEASE_FILES = {
 TASK_KEYWORDS = {"detailed": "video_caption", "short": "phrase_caption"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 UNIT_BYTES = 16 << 20  # ~350 detailed-caption records; bounds a worker's memory
+FRAME_LIMIT = 2**31  # frame indices are int32 in the Arrow schema
 _PLACEHOLDER = re.compile(r"(?:<object(\d+)>\s*)?\[?<region>\]?|<object(\d+)>")
 
 
@@ -67,28 +65,27 @@ def file_role(name: str) -> tuple[str, str]:
     return re.sub(r"[^A-Za-z0-9_:-]", "_", Path(name).stem), task
 
 
-def line_spans(path: Path, target_bytes: int) -> list[dict]:
-    """Consecutive lines of a JSONL file grouped into byte spans of about `target_bytes`."""
-    out, span, pos = [], {"start": 0, "first": 0, "count": 0}, 0
-    with open(path, "rb") as f:
-        for index, line in enumerate(f):
-            pos += len(line)
-            span["count"] += 1
-            if pos - span["start"] >= target_bytes:
-                out.append({**span, "end": pos})
-                span = {"start": pos, "first": index + 1, "count": 0}
-    if span["count"]:
-        out.append({**span, "end": pos})
-    return out
+class VideoInfo(NamedTuple):
+    """What a video file's header says: size, frame count and rate (None when absent), and the
+    frame bound: the count, else estimated from the duration, else None."""
+
+    width: int
+    height: int
+    frames: int | None
+    fps: float | None
+    frame_bound: int | None
 
 
 @functools.lru_cache(maxsize=1024)
-def probe_video(path: Path) -> tuple[int, int, int | None, float | None]:
-    """(width, height, frame count or None, fps or None) of a video file, from its header."""
+def probe_video(path: Path) -> VideoInfo:
+    """The header of a video file (nothing is decoded)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         rate = float(stream.average_rate) if stream.average_rate else None
-        return stream.codec_context.width, stream.codec_context.height, stream.frames or None, rate
+        count = stream.frames or None
+        seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / av.time_base
+        estimate = math.ceil(seconds * rate) + 1 if rate and seconds else None  # + 1: see the module docstring
+        return VideoInfo(stream.codec_context.width, stream.codec_context.height, count, rate, count or estimate)
 
 
 class _RegionOrder:
@@ -122,11 +119,20 @@ class _RegionOrder:
 
 class VideoReferAdapter(Adapter):
     name = "videorefer"
-    version = "1"
+    version = "2"  # 2: frame keys past the video (or int32) are frame_out_of_range
     license = "Apache-2.0 (annotations); videos keep the terms of their origin"
-    layout = textwrap.dedent(__doc__.split("\n\n")[2])  # the tree in the docstring above
+    LAYOUT = """\
+videorefer-detailed-caption-125k.json   -> subset detailed-caption, task video_caption
+videorefer-short-caption-500k.json      -> subset short-caption,    task phrase_caption
+videorefer-qa-75k.json                  -> subset qa,               task video_qa
+<other>.json | <other>.jsonl            -> subset <stem>; task by name: *detailed* video_caption,
+                                           *short* phrase_caption, else video_qa
+<video paths>                           a video file (read with PyAV) or a folder of frame images,
+                                        here or in a declared media root
+"""
 
-    def units(self, root: Path) -> list[Unit]:
+    def units(self, roots: Roots) -> list[Unit]:
+        root = roots.annotations
         files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".jsonl") and p.is_file()) if root.is_dir() else []
         if not files:
             raise FileNotFoundError(f"{root}: no *.json/*.jsonl annotation files (expected e.g. {', '.join(RELEASE_FILES)})")
@@ -138,17 +144,13 @@ class VideoReferAdapter(Adapter):
                 units.append(Unit(self.name, f"{path.name}:{span['first']:010d}", spec))
         return units
 
-    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
-        file = unit.spec["file"]
-        subset, task = file_role(file)
-        for index, record in self._records(root / file, unit.spec):
-            yield record if isinstance(record, Reject) else outcome(self.to_sample, root, record, file, subset, task, index)
-
-    @staticmethod
-    def _records(path: Path, spec: dict) -> Iterator[tuple[int, Any]]:
-        """(index, record) of one unit; a JSONL line that does not parse comes as a Reject."""
+    def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
+        """`(file, index, record)` of one unit; a JSONL line that does not parse comes as a Reject."""
+        file, spec = unit.spec["file"], unit.spec
+        path = roots.annotations / file
         if path.suffix != ".jsonl":
-            yield from enumerate(jsonarray.read_span(path, spec), start=spec["first"])
+            for index, record in enumerate(jsonarray.read_span(path, spec), start=spec["first"]):
+                yield f"{file}[{index}]", (file, index, record)
             return
         with open(path, "rb") as f:
             f.seek(spec["start"])
@@ -156,11 +158,15 @@ class VideoReferAdapter(Adapter):
                 line = f.readline()
                 if line.strip():  # a blank line is no record
                     try:
-                        yield index, json.loads(line)
+                        yield f"{file}[{index}]", (file, index, json.loads(line))
                     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                        yield index, Reject("bad_json", f"line {index + 1}: {err}", f"{path.name}[{index}]")
+                        yield f"{file}[{index}]", Reject("bad_json", f"line {index + 1}: {err}", f"{file}[{index}]")
 
-    def to_sample(self, root: Path, record: Any, file: str, subset: str, task: str, index: int) -> Sample:
+    def outcomes(self, roots: Roots, record: tuple[str, int, Any], locator: str) -> Sample:
+        file, index, native = record
+        return self.to_sample(roots, native, file, *file_role(file), index)
+
+    def to_sample(self, roots: Roots, record: Any, file: str, subset: str, task: str, index: int) -> Sample:
         """One native record (either dialect) -> a validated sample."""
         locator = f"{file}[{index}]"
         if not isinstance(record, dict) or "video" not in record:
@@ -171,60 +177,68 @@ class VideoReferAdapter(Adapter):
         turns = record.get("conversations")
         if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
             raise Reject("bad_turn", "`conversations` must be a list of {from, value} objects", locator)
-        media = self._media(root, record, locator)
+        media, frame_bound = self._media(roots, record, locator)
         order = _RegionOrder(len(objects), locator)
         conversation = native_turns(turns, order, locator)
         order.check_count()
-        regions = [self._region(entry, media["height"], media["width"], f"{locator} object {i}") for i, entry in enumerate(objects)]
-        sample = dict(
-            id=make_id(self.name, subset, record.get("id", index)), source=self.name, subset=subset, split="train",
-            license=self.license, task=task, media=media, regions=regions, conversation=conversation,
+        regions = [self._region(entry, media["height"], media["width"], frame_bound, f"{locator} object {i}")
+                   for i, entry in enumerate(objects)]
+        return self.sample(
+            subset=subset, native_id=record.get("id", index), file=file, locator=locator, task=task,
+            media=media, regions=regions, conversation=conversation,
             meta={k: record[k] for k in ("ratio", "frame_idx") if k in record},
-            provenance=Provenance(file=file, locator=locator, adapter=self.name, adapter_version=self.version),
         )
-        return validate(sample, locator)
 
     @staticmethod
-    def _media(root: Path, record: dict, locator: str) -> dict:
-        """The media dict of `video`: a file, a frame folder, or a list of frame files."""
+    def _media(roots: Roots, record: dict, locator: str) -> tuple[dict, int | None]:
+        """The media dict of `video` (a file, a frame folder, or a list of frame files) and its frame bound."""
         video = record["video"]
         if isinstance(video, list) and len(video) == 1:
             video = video[0]
         if isinstance(video, list) and video and all(isinstance(v, str) for v in video):
             for frame in video:
-                if not resolve_inside(root, frame, locator).is_file():
+                if not roots.media_path(frame, locator).is_file():
                     raise Reject("video_missing", f"no frame file at {frame}", locator)
-            width, height = image_size(root, video[0], locator)
-            return dict(kind="video", path=str(Path(video[0]).parent), frames=video, timestamps=record.get("timestamps") or [], width=width, height=height)
+            width, height = image_size(roots, video[0], locator)
+            media = dict(kind="video", path=str(Path(video[0]).parent), frames=video, timestamps=record.get("timestamps") or [],
+                         width=width, height=height)
+            return media, len(video)
         if not isinstance(video, str):
             raise Reject("bad_video", f"`video` must be a path or a list of paths, got {str(video)[:80]}", locator)
-        path = resolve_inside(root, video, locator)
+        path = roots.media_path(video, locator)
         if path.is_dir():
             frames = sorted(f"{video.rstrip('/')}/{p.name}" for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not frames:
                 raise Reject("video_empty", f"frame folder {video} holds no images", locator)
-            width, height = image_size(root, frames[0], locator)
-            return dict(kind="video", path=video.rstrip("/"), frames=frames, fps=FRAME_FOLDER_FPS, width=width, height=height)
+            width, height = image_size(roots, frames[0], locator)
+            return dict(kind="video", path=video.rstrip("/"), frames=frames, fps=FRAME_FOLDER_FPS, width=width, height=height), len(frames)
         if not path.is_file():
             raise Reject("video_missing", f"no video file or frame folder at {video}", locator)
         try:
-            width, height, count, fps = probe_video(path)
+            info = probe_video(path)
         except (av.FFmpegError, IndexError) as err:
             raise Reject("video_unreadable", f"{video}: {err}", locator) from None
-        return dict(kind="video", path=video, num_frames=count, fps=fps, width=width, height=height)
+        media = dict(kind="video", path=video, num_frames=info.frames, fps=info.fps, width=info.width, height=info.height)
+        return media, info.frame_bound
 
     @staticmethod
-    def _region(entry: Any, height: int, width: int, where: str) -> dict:
+    def _region(entry: Any, height: int, width: int, frame_bound: int | None, where: str) -> dict:
         """One object's `{frame: mask}` dict -> a mask region over the frames where it is present."""
         if isinstance(entry, list) and len(entry) == 1:
             entry = entry[0]  # the ytb_vos QA records wrap the frame dict in a list
         if not isinstance(entry, dict):
             raise Reject("bad_annotation", f"expected a {{frame: mask}} dict, got {str(entry)[:80]}", where)
+        limit = min(frame_bound or FRAME_LIMIT, FRAME_LIMIT)
         present: dict[int, Any] = {}
         for key, value in entry.items():
-            frame = int(key) if re.fullmatch(r"[0-9]+", str(key)) else None
-            if frame is None or frame in present:
-                raise Reject("bad_frame_key", f"frame key {key!r} is not a distinct non-negative integer", where)
+            if not re.fullmatch(r"[0-9]+", key):
+                raise Reject("bad_frame_key", f"frame key {key[:40]!r} is not a non-negative integer", where)
+            # a long key is out of range before int() parses it (Python refuses over 4300 digits)
+            if len(key.lstrip("0")) > len(str(limit)) or int(key) >= limit:
+                raise Reject("frame_out_of_range", f"frame {key[:40]} is past the last frame the video can have ({limit - 1})", where)
+            frame = int(key)
+            if frame in present:
+                raise Reject("bad_frame_key", f"frame key {key!r} repeats frame {frame}", where)
             present[frame] = value.get("segmentation") if isinstance(value, dict) and "segmentation" in value else value
         return mask_region(sorted(present.items()), height, width, where)
 
@@ -246,11 +260,12 @@ def _fixture_rle(frame: int) -> dict:
     return masks.encode(fixtures.rect_mask(*FIXTURE_SIZE, fixture_rect(frame)))
 
 
-def _write_mp4(path: Path) -> None:
-    """A 3-frame mpeg4 clip at 3 fps, byte-identical across runs (bitexact, one thread)."""
+def write_clip(path: Path, container_format: str = "mp4") -> None:
+    """A 3-frame mpeg4 clip at 3 fps, byte-identical across runs (bitexact, one thread); a
+    "matroska" one has no frame count in its header."""
     path.parent.mkdir(parents=True, exist_ok=True)
     width, height = FIXTURE_SIZE
-    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+    with av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream("mpeg4", rate=3)
         stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
         for i in range(3):
@@ -268,7 +283,7 @@ def write_fixture(root: Path) -> None:
     width, height = FIXTURE_SIZE
     for i in range(3):
         fixtures.write_image(root / f"videos/clip_a/{i:05d}.jpg", width, height, [fixture_rect(i)], seed=i)
-    _write_mp4(root / "videos/clip_b.mp4")
+    write_clip(root / "videos/clip_b.mp4")
     ring = fixtures.rect_polygon(fixture_rect(1))
     detailed = [
         {"id": "det_0", "video": "videos/clip_b.mp4", "ratio": 0.67,

@@ -10,9 +10,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """A local Ray for the tests of one module: 2 CPUs, no dashboard, shut down afterwards."""
+    """A local Ray for the tests of one module, started as the stages start theirs (2 CPUs, no
+    dashboard, listening on 127.0.0.1 only), shut down afterwards."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    yield ray
-    ray.shutdown()
+    from pipelines.raypool import ray_session
+
+    with ray_session(None, 2):
+        yield ray

@@ -7,7 +7,8 @@ The template is Qwen-style ChatML, one message at a time (as VideoLLaMA3's proce
 Visual tokens (all real special tokens; their embeddings are replaced by features in the model):
 
 * global image: `<image>` x N at the start of the first user turn, then `\\n`;
-  a video: `Time {t:.1f}s:` + `<image>` x N_f per sampled frame, joined by `,`, then `\\n`.
+  a video: `Time {t:.1f}s:` + `<image>` x N_f per sampled frame, joined by `,`, then `\\n`;
+  a text-only sample (`media` None, no regions): no visual tokens, the plain chat template.
 * object `<obj{i}>`: its first mention renders as the text `<obj{i}>` followed by its token group;
   later mentions stay the plain text `<obj{i}>` (a name the answer can use, like the official
   `<region0><region>` prompts). Groups per layout:
@@ -172,6 +173,8 @@ def _region_group(enc: _Encoder, sample: Sample, visual: VisualTokens, index: in
 
 def _check_counts(sample: Sample, visual: VisualTokens, cfg: RenderConfig, global_tokens: bool) -> None:
     problems = []
+    if sample.media is None and visual.frame_tokens:
+        problems.append(f"{len(visual.frame_tokens)} global frame counts for a text-only sample")
     if global_tokens:
         wanted = 1 if sample.media.kind == "image" else len(visual.frame_tokens)
         if not visual.frame_tokens or len(visual.frame_tokens) != wanted:
@@ -190,7 +193,8 @@ def _check_counts(sample: Sample, visual: VisualTokens, cfg: RenderConfig, globa
 def render(sample: Sample, visual: VisualTokens, tokenizer, cfg: RenderConfig = RenderConfig()) -> Rendered:
     """Render a validated sample; raise `Reject` (too_long, token_count_mismatch) when it cannot be."""
     enc = _encoder(tokenizer)
-    global_tokens = cfg.layout == "pixelrefer" or not sample.regions
+    # A text-only sample (no media) renders as the plain chat template: no global header.
+    global_tokens = sample.media is not None and (cfg.layout == "pixelrefer" or not sample.regions)
     _check_counts(sample, visual, cfg, global_tokens)
     turns: list[tuple[list[int], list[int]]] = []
     mentioned: list[int] = []  # region order of first mention

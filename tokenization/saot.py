@@ -13,7 +13,7 @@ Public API (the shard writer and the trainer both call these; nothing else compu
     position_grid(geom) -> np.float32 (gh, gw, 2)
         per-cell coordinates in the full frame (paper eq. 4 / official generate_position_tensor).
 
-Constants (DESIGN.md section 6; reference/pixelrefer_official.md sections 2b and 3): patch 14,
+Constants (DESIGN.md section 6; the released loader and object encoder of alibaba-damo-academy/PixelRefer): patch 14,
 Omega = 196, n = 32, padding 2 patches (28 px) per side, large-object target 100 patches
 (Lite 50), Lite views 336x336 (global) and 224x224 (local).
 

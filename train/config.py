@@ -175,7 +175,10 @@ def apply_override(tree: dict, override: str) -> None:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    tree = yaml.safe_load(Path(path).read_text()) or {} if path else {}
+    tree = {}
+    if path:
+        with open(path, encoding="utf-8") as f:  # a YAML error then names the file and line
+            tree = yaml.safe_load(f) or {}
     for o in overrides:
         apply_override(tree, o)
     return _build(TrainConfig, tree, "")

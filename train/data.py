@@ -70,7 +70,8 @@ class Views:
 class Example:
     sample: Sample
     frames: torch.Tensor
-    """(F, 3, S, S) uint8 RGB global views (S: Views.image_size, or Views.video_side for a clip)."""
+    """(F, 3, S, S) uint8 RGB global views (S: Views.image_size, or Views.video_side for a clip);
+    F = 0 for a text-only sample."""
     frame_times: list[float]
     """Seconds of each global frame (videos; empty for images)."""
     objects: list[list[ObjectView]]

@@ -39,14 +39,15 @@ def example_from_shard(s: ShardSample, views: Views, lite: bool) -> Example:
     """Global views (sampled frames; Lite with regions: the annotated frames) and object views, uint8.
 
     A clip's frames that go into the text share the video token budget (`Views.video_side`); Lite's
-    annotated frames only feed Object-Centric Infusion, so they keep `image_size`."""
+    annotated frames only feed Object-Centric Infusion, so they keep `image_size`. A text-only
+    sample (no media) has no frames: `frames` is (0, 3, S, S), which `collate` leaves out."""
     objects_only = lite and bool(s.sample.regions)
     chosen = [f for f in s.frames if (f.annotated if objects_only else f.sampled)]
     index = {f.frame: k for k, f in enumerate(chosen)}
-    clip = s.sample.media.kind == "video" and not objects_only
-    side = views.video_side(len(chosen)) if clip else views.image_size
-    frames = torch.stack([_frame_view(f, side, lite) for f in chosen])
-    times = [f.timestamp for f in chosen] if s.sample.media.kind == "video" else []
+    video = s.sample.media is not None and s.sample.media.kind == "video"
+    side = views.video_side(len(chosen)) if video and not objects_only else views.image_size
+    frames = torch.stack([_frame_view(f, side, lite) for f in chosen]) if chosen else torch.zeros(0, 3, side, side, dtype=torch.uint8)
+    times = [f.timestamp for f in chosen] if video else []
     objects = [
         [ObjectView(o.crop, o.grid, o.pos, o.token_count, index.get(o.frame, 0), None if o.local is None else square(o.local, views.local_size))
          for o in s.objects_of(r)]

@@ -13,6 +13,8 @@ other readers (plain webdataset, Megatron-Energon). Members of one sample `KEY`:
     KEY.lite_global.npy    Lite: uint8 (A, 3, 336, 336), the annotated frames squashed   (--lite only)
     KEY.lite_local.npy     Lite: uint8 (L, 3, 224, 224), the objects' local views       (--lite only)
 
+A text-only sample (`sample.media` null) is `KEY.json` alone, with empty `frames` and `objects`;
+a sample without regions has no crops/grid/pos members.
 Object i owns `objects[i]["pixels"] = [start, stop)` of crops and `["cells"]` of grid/pos.
 Pixels are stored raw (uint8, no image codec) so that reading them costs a copy, not a decode.
 A crop is stored at `resize_hw`, except an enlarged one (SAOT scale >= 1 and fewer native

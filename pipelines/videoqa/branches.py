@@ -24,6 +24,7 @@ from pipelines.videoqa.agents import AGENTS, Agent, Scene
 from pipelines.videoqa.frames import frame_images
 from pipelines.videoqa.tracks import track_facts
 from schemas import Provenance, Reject, Region, Sample, Turn, placeholders, validate
+from sources.roots import Roots
 
 ENGINE_VERSION = "1"
 DETAILED_PROMPT = "There is one object in the video: <obj0>. Please describe in detail the marked object in the video."
@@ -87,7 +88,7 @@ def caption_of(sample: Sample) -> str:
     return next((t.text for t in reversed(sample.conversation) if t.role == "assistant"), "")
 
 
-def scene_of(sample: Sample, root: Path, frames: int) -> Scene:
+def scene_of(sample: Sample, root: Roots, frames: int) -> Scene:
     """What the agents see of a sample; `frames` highlighted frames as PNG (0: none)."""
     return Scene(
         sample_id=sample.id,
@@ -129,7 +130,7 @@ def _output(sample: Sample, ctx: Context, suffix: str, task: str, turns: list[Tu
     return validate(out)
 
 
-def qa_branch(sample: Sample, root: Path, ctx: Context) -> list[Sample]:
+def qa_branch(sample: Sample, root: Roots, ctx: Context) -> list[Sample]:
     scene = scene_of(sample, root, _frames(ctx))
     notes = ctx.backend.ask(AGENTS["annotator"], scene, sample.id)
     scene = replace(scene, notes=tuple(notes.objects))
@@ -147,7 +148,7 @@ def qa_branch(sample: Sample, root: Path, ctx: Context) -> list[Sample]:
     return samples
 
 
-def description_branch(sample: Sample, root: Path, ctx: Context) -> list[Sample]:
+def description_branch(sample: Sample, root: Roots, ctx: Context) -> list[Sample]:
     scene = scene_of(sample, root, _frames(ctx))
     analysis = ctx.backend.ask(AGENTS["analyzer"], scene, sample.id)
     if ctx.sam2 is not None:  # Segmentor

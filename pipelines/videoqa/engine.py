@@ -38,6 +38,7 @@ from pipelines.videoqa.agents import AGENTS
 from pipelines.videoqa.branches import BRANCHES, ENGINE_VERSION, Context, scene_of
 from schemas import Reject, Sample
 from schemas.arrow import read_parquet
+from sources.roots import Roots
 
 DRY_RUN_AGENTS = {"qa": ("annotator", "refiner_qa"), "description": ("analyzer", "annotator", "reviewer", "refiner_caption")}
 
@@ -80,10 +81,10 @@ def _load_journal(path: Path) -> dict[str, dict]:
     return done
 
 
-def _process(branch: str, sample: Sample, root: Path, ctx: Context) -> dict:
+def _process(branch: str, sample: Sample, root: Roots, ctx: Context) -> dict:
     try:
-        if sample.media.kind != "video":
-            raise Reject("not_a_video", f"media kind is {sample.media.kind}", sample.id)
+        if sample.media is None or sample.media.kind != "video":
+            raise Reject("not_a_video", f"media is {sample.media.kind if sample.media else 'none'}", sample.id)
         samples = BRANCHES[branch](sample, root, ctx)
         return {"samples": [s.model_dump(mode="json") for s in samples], "reject": None}
     except Reject as err:
@@ -136,10 +137,10 @@ def run_source(out: Path, source: str, branches: list[str], ctx: Context, concur
     return _assemble(out, source, target, root, units, done, branches, ctx)
 
 
-def _assemble(out: Path, source: str, target: str, root: Path, units: list, done: dict, branches: list[str], ctx: Context) -> dict:
+def _assemble(out: Path, source: str, target: str, root: Roots, units: list, done: dict, branches: list[str], ctx: Context) -> dict:
     """Write the output parts, rejects and stats from the journal, in input order (deterministic)."""
     workspace.write_json_atomic(workspace.unified_dir(out, target) / "source.json",
-                                {"source": target, "root": str(root), "adapter_version": ENGINE_VERSION})
+                                {"source": target, **root.to_json(), "adapter_version": ENGINE_VERSION})
     by_part: dict[int, list[Sample]] = {}
     rejects, reasons = [], Counter()
     for part_index, key, *_ in units:
@@ -179,7 +180,7 @@ def dry_run(out: Path, sources: list[str], branches: list[str], count: int, fram
     rows = []
     for source in sources:
         root = workspace.source_root(out, source)
-        videos = (s for _, s in _inputs(out, source) if s.media.kind == "video")
+        videos = (s for _, s in _inputs(out, source) if s.media is not None and s.media.kind == "video")
         for sample, _ in zip(videos, range(count)):
             scene = scene_of(sample, root, frames)
             scene = replace(scene, notes=tuple(AGENTS["annotator"].heuristic(scene).objects))

@@ -16,6 +16,7 @@ from PIL import Image
 from pipelines.render import annotated_frames, draw_regions
 from schemas import Sample
 from sources.media import load_frames
+from sources.roots import Roots
 
 MAX_SIDE = 448  # long side of a prompt image: enough to see the object, cheap in image tokens
 
@@ -29,7 +30,7 @@ def _png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def frame_images(sample: Sample, root: Path, count: int) -> tuple[bytes, ...]:
+def frame_images(sample: Sample, root: Roots, count: int) -> tuple[bytes, ...]:
     """Up to `count` highlighted annotated frames as PNG (none when count is 0)."""
     if count <= 0:
         return ()

@@ -73,7 +73,7 @@ def run_adapter(root: str) -> dict:
     """Child process: the adapter over the whole folder; counts, seconds, peak RSS."""
     adapter, start, cpu = VideoReferAdapter(), time.perf_counter(), time.process_time()
     samples = rejects = 0
-    for unit in adapter.units(Path(root)):
+    for unit in adapter.units(Roots.of(root)):
         for outcome in adapter.convert(Path(root), unit):
             rejects += isinstance(outcome, Reject)
             samples += not isinstance(outcome, Reject)

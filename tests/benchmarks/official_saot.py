@@ -1,6 +1,6 @@
 """An independent, per-object OpenCV re-implementation of the released SAOT loader step.
 
-Written from reference/pixelrefer_official.md section 2b (no code copied), the way the released
+Written from a reading of the released loader (alibaba-damo-academy/PixelRefer, no code copied), the way the released
 dataloader works: scan the decoded mask with `np.where`, pad the box by 28 px, compute the
 scale from `mask.sum()`, crop, `cv2.resize`, then bilinear `F.interpolate` for the grid mask.
 It shares no code with `tokenization.saot`, so the tests use it as the reference the geometry

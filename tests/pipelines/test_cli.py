@@ -3,14 +3,20 @@
 import json
 import subprocess
 import sys
+import types
+
+import pytest
+import yaml
 
 from pipelines.cli import COMMANDS, main
+from pipelines.errors import UserError
+from sources import jsonarray, registry
 from schemas import REASONS
 from tests.factories import image_sample, video_sample
 from tests.schemas.test_validate import broken_samples
 
 VERBS = ["sources", "ingest", "mix", "segment", "videoqa", "shard", "build", "train", "inspect", "report",
-         "stats", "validate", "demo-data", "demo"]
+         "stats", "validate", "demo-data", "demo", "export"]
 
 
 def test_help_lists_every_verb_of_the_design():
@@ -72,3 +78,77 @@ def test_validate_missing_or_wrong_file_exits_2(tmp_path, capsys):
         f"pixelrefer validate: no such file: {tmp_path / 'nope.jsonl'}",
         f"pixelrefer validate: {tmp_path / 'x.csv'}: expected a .jsonl or .parquet file of samples",
     ]
+
+
+# ---------------------------------------------------------------- every verb: errors are one line
+
+
+def fake_verb(monkeypatch, run):
+    """Register verb `fake`, whose run(args) is `run`."""
+    module = types.ModuleType("fake_verb")
+    module.add_arguments = lambda parser: None
+    module.run = run
+    monkeypatch.setitem(sys.modules, "fake_verb", module)
+    monkeypatch.setitem(COMMANDS, "fake", ("fake_verb", "A verb for the tests."))
+
+
+def _load_yaml_file(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _raise(err):
+    raise err
+
+
+def _internal_key_error():
+    return {}["missing"]
+
+
+BAD_YAML = "name: bad\nstages:\n  stage1: [a, b\n  stage2: 3\n"
+
+
+@pytest.mark.parametrize("failure, message, status", [
+    (lambda tmp: _load_yaml_file(tmp / "bad.yaml"),
+     "invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence), {tmp}/bad.yaml line 4 column 9, "
+     "fix the YAML there", 2),
+    (lambda tmp: open(tmp / "roots.yaml"), "no such file or folder, {tmp}/roots.yaml, check the path", 2),
+    (lambda tmp: jsonarray.load_json(tmp / "bad.json"), "{tmp}/bad.json: truncated JSON at byte 7 (Expecting ',' delimiter)", 2),
+    (lambda tmp: _raise(UserError("no recipe named 'x'", "--recipe", "name a bundled recipe or a YAML file")),
+     "no recipe named 'x', --recipe, name a bundled recipe or a YAML file", 2),
+    (lambda tmp: registry.get("nope"), "unknown source 'nope'; known sources: {known}", 2),
+    (lambda tmp: _raise(FileNotFoundError(f"{tmp}/unified/vg/source.json is missing: run `pixelrefer ingest --source vg` first")),
+     "{tmp}/unified/vg/source.json is missing: run `pixelrefer ingest --source vg` first", 2),
+    (lambda tmp: _internal_key_error(), "internal error KeyError: 'missing' (rerun with --debug for the traceback)", 1),
+    (lambda tmp: _raise(ValueError("two\n  lines")), "internal error ValueError: two lines (rerun with --debug for the traceback)", 1),
+])
+def test_a_verb_failure_is_one_line_with_its_exit_status(tmp_path, capsys, monkeypatch, failure, message, status):
+    (tmp_path / "bad.yaml").write_text(BAD_YAML)
+    (tmp_path / "bad.json").write_text('{"a": 1')
+    fake_verb(monkeypatch, lambda args: failure(tmp_path))
+    assert main(["fake"]) == status
+    captured = capsys.readouterr()
+    known = ", ".join(sorted(registry.available()))
+    assert (captured.out, captured.err) == ("", f"error: {message.format(tmp=tmp_path, known=known)}\n")
+
+
+def test_debug_before_the_verb_shows_the_traceback(monkeypatch, capsys):
+    fake_verb(monkeypatch, lambda args: _internal_key_error())
+    with pytest.raises(KeyError, match="missing"):
+        main(["--debug", "fake"])
+    assert capsys.readouterr().err == ""
+
+
+def test_a_verb_that_returns_its_own_status_keeps_it(monkeypatch, capsys):
+    fake_verb(monkeypatch, lambda args: 1)
+    assert main(["fake"]) == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_a_malformed_recipe_is_one_line_naming_its_line(tmp_path, capsys):
+    # schemas/recipe.py hands yaml the text, not the open file, so the line cannot name the file yet
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(BAD_YAML)
+    assert main(["mix", "--recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == ("error: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence), "
+                                       "line 4 column 9, fix the YAML there\n")

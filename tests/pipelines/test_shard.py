@@ -304,3 +304,27 @@ def test_a_video_file_shorter_than_its_frame_count_is_rejected(built):
         shard.encode_sample(too_long, out / "native", SaotConfig(), torch.device("cpu"))
     assert info.value.reason == "frame_out_of_range"
     assert info.value.message == f"{out / 'native' / 'clip.mov'} has no frame 9 (decoded 7 frames)"
+
+
+def _general_qa(id: str, media: Media | None):
+    """A region-free general_qa sample (the llava adapter's kind): text-only when `media` is None."""
+    return image_sample(id=id, source="llava", subset="onevision", task="general_qa", media=media, regions=[], meta={},
+                        conversation=[Turn(role="user", text="What is 2 + 2?"), Turn(role="assistant", text="4")])
+
+
+def test_general_qa_without_regions_shards_and_reads_back(built, tmp_path):
+    out, _, _ = built
+    from train.shards import iter_shards
+
+    text = _general_qa("llava/onevision/t1", None)
+    image = _general_qa("llava/onevision/i1", Media(kind="image", path="img/a.jpg", width=64, height=40))
+    members = {s.key: shard.encode_sample(s, out / "native", SaotConfig(), torch.device("cpu"), view_size=28) for s in (text, image)}
+    assert [name for name, _ in members[text.key]] == ["llava~onevision~t1.json"]  # no frames, views or crops
+    assert [name for name, _ in members[image.key]] == [
+        "llava~onevision~i1.json", "llava~onevision~i1.image.jpg", "llava~onevision~i1.view.npy"]
+    header = json.loads(members[text.key][0][1])
+    assert (header["sample"]["media"], header["frames"], header["objects"]) == (None, [], [])
+    shard.write_shards([(0, text.key, members[text.key]), (1, image.key, members[image.key])], tmp_path, 0, 0, 2, shard.ShardLimits())
+    back = list(iter_shards([tmp_path / "000000.tar"]))
+    assert [(s.sample, [f.frame for f in s.frames], s.objects) for s in back] == [(text, [], []), (image, [0], [])]
+    assert back[1].frames[0].view.shape == (3, 28, 28)

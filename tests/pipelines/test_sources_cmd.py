@@ -21,12 +21,17 @@ def test_sources_lists_every_adapter_with_version_and_licence(capsys):
 def test_sources_layout(capsys):
     assert main(["sources", "--layout", "refcoco"]) == 0
     assert capsys.readouterr().out == (
-        f"refcoco (adapter version 1, licence: {RefcocoAdapter.license})\n"
+        f"refcoco (adapter version 2, licence: {RefcocoAdapter.license})\n"
         "expected layout under --root:\n"
         "refcoco/instances.json   refcoco/refs(unc).p   refcoco/refs(google).p\n"
         "refcoco+/instances.json  refcoco+/refs(unc).p\n"
         "refcocog/instances.json  refcocog/refs(umd).p  refcocog/refs(google).p\n"
-        "train2014/COCO_train2014_000000000009.jpg ...\n"
+        "train2014/COCO_train2014_000000000009.jpg ...   (COCO train2014: here or in a declared media root)\n"
+        "\n"
+        "In a roots file (ingest/build --roots FILE.yaml) give the folder as above, or split annotations from\n"
+        "media, e.g. one COCO folder shared by every COCO-based source:\n"
+        "  refcoco: /data/refcoco\n"
+        "  refcoco: {annotations: /data/refcoco/annotations, media: [/data/coco]}\n"
     )
     assert main(["sources", "--layout", "nope"]) == 2
     assert capsys.readouterr().err.startswith("pixelrefer sources: unknown source 'nope'; known sources: ")

@@ -1,13 +1,19 @@
-"""`pixelrefer stats`: the per-source/per-task table and summary.json over an ingested toy workspace."""
+"""`pixelrefer stats`: the per-source/per-task table and summary.json over an ingested toy workspace;
+text-only samples through stats and the report."""
 
 import json
 
 import pytest
+from PIL import Image
 
 from pipelines import workspace
 from pipelines.cli import main
 from pipelines.ingest import ingest_source
+from pipelines.render import conversation_panel
+from pipelines.stats import summarize
+from schemas import Turn
 from sources import registry
+from sources.fixtures import write_image
 from tests.factories import image_sample, video_sample
 from tests.pipelines.toy_source import REGISTRY, ToySource
 
@@ -55,3 +61,21 @@ def test_stats_without_ingest_is_an_error(tmp_path, capsys):
     assert main(["stats", str(tmp_path)]) == 1
     assert capsys.readouterr().err == (
         f"pixelrefer stats: no ingested source under {tmp_path / 'unified'}; run `pixelrefer ingest` first\n")
+
+
+def test_text_only_samples_count_no_frames_and_render_as_their_conversation(tmp_path):
+    """A `llava` part with a text-only and an image general QA sample: stats count one frame, and the
+    report's gallery draws the text-only one as the conversation panel alone (no frame to load)."""
+    qa = dict(source="llava", subset="qa", task="general_qa", regions=[], meta={},
+              conversation=[Turn(role="user", text="What is 2 + 2?"), Turn(role="assistant", text="4")])
+    text, image = image_sample(id="llava/qa/0", media=None, **qa), image_sample(id="llava/qa/1", **qa)
+    out = tmp_path / "out"
+    write_image(tmp_path / image.media.path, image.media.width, image.media.height)
+    workspace.write_part(workspace.part_path(out, "llava", 0), [text, image], {"read": 2})
+    workspace.write_json_atomic(out / "unified/llava/source.json", {"source": "llava", "root": str(tmp_path), "adapter_version": "1"})
+    assert summarize(out)["sources"]["llava"]["tasks"] == {
+        "general_qa": {"samples": 2, "regions": 0, "frames": 1, "mask": 0, "box": 0, "point": 0, "licenses": ["CC-BY-4.0"]}}
+    assert main(["report", str(out)]) == 0
+    assert "<tr><td>llava</td><td>general_qa</td><td>2</td></tr>" in (out / "report" / "index.html").read_text()
+    assert Image.open(out / "report" / f"{text.key}.png").size == conversation_panel(text, 460).size
+    assert Image.open(out / "report" / f"{image.key}.png").width > 460  # the image tile, then the panel

@@ -2,7 +2,8 @@
 
 Each record `{subset, image, rect, label}` becomes one recognition sample with an exact
 rectangle mask; three records make one unit. A file `sleep-<unit name>` in the root makes that
-unit hang (the interrupted-ingest test kills the run there); it does not change any output.
+unit hang (the interrupted-ingest test kills the run there); it does not change any output. A
+file `fail-<unit name>` makes reading that unit fail (as an unreadable file would).
 `ToyCopy` reads the same layout under another source name, so two roots holding the same
 images and records are exact cross-source duplicates.
 """
@@ -13,10 +14,12 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from schemas import Media, Provenance, Region, RegionFrame, Reject, Sample, Turn, make_id, masks, validate
-from sources.base import Adapter, Outcome, Unit
+from schemas import Media, Region, RegionFrame, Reject, Sample, Turn, masks
+from sources.base import Adapter, Unit
 from sources.common import image_size
+from sources.roots import Roots
 from sources.fixtures import rect_mask, write_image, write_json
 
 REGISTRY = {"toy": "tests.pipelines.toy_source:ToySource", "toy2": "tests.pipelines.toy_source:ToyCopy"}
@@ -42,23 +45,21 @@ class ToySource(Adapter):
     name = "toy"
     version = "1"
     license = "CC0-1.0"
-    layout = "annotations.json, images/<n>.png"
+    LAYOUT = "annotations.json, images/<n>.png"
 
-    def units(self, root: Path) -> list[Unit]:
-        n = len(self._records(root))
+    def units(self, roots: Roots) -> list[Unit]:
+        n = len(self._records(roots.annotations))
         return [Unit(self.name, f"records-{i:05d}", {"start": i, "stop": min(i + RECORDS_PER_UNIT, n)})
                 for i in range(0, n, RECORDS_PER_UNIT)]
 
-    def convert(self, root: Path, unit: Unit) -> Iterator[Outcome]:
-        if (root / f"sleep-{unit.name}").exists():
+    def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
+        if (roots.annotations / f"sleep-{unit.name}").exists():
             time.sleep(600)
+        if (roots.annotations / f"fail-{unit.name}").exists():
+            raise OSError(f"cannot read unit {unit.name}")
         start, stop = unit.spec["start"], unit.spec["stop"]
-        for index, record in enumerate(self._records(root)[start:stop], start):
-            locator = f"annotations.json[{index}]"
-            try:
-                yield validate(self._sample(root, index, record, locator), locator)
-            except Reject as reject:
-                yield reject
+        for index, record in enumerate(self._records(roots.annotations)[start:stop], start):
+            yield f"annotations.json[{index}]", (index, record)
 
     def write_fixture(self, root: Path, n: int = 12) -> None:
         for i in range(4):
@@ -69,20 +70,18 @@ class ToySource(Adapter):
     def _records(root: Path) -> list[dict]:
         return json.loads((root / "annotations.json").read_text(encoding="utf-8"))
 
-    def _sample(self, root: Path, index: int, record: dict, locator: str) -> Sample:
+    def outcomes(self, roots: Roots, record: tuple[int, dict], locator: str) -> Sample:
+        index, record = record
         if not record["label"]:
             raise Reject("no_label", "the record has an empty label", locator)
-        width, height = image_size(root, record["image"], locator)
+        width, height = image_size(roots, record["image"], locator)
         rle = masks.encode(rect_mask(width, height, tuple(record["rect"])))
-        return Sample(
-            id=make_id(self.name, record["subset"], index), source=self.name, subset=record["subset"],
-            split="train", license=self.license, task="recognition",
+        return self.sample(
+            subset=record["subset"], native_id=index, file="annotations.json", locator=locator, task="recognition",
             media=Media(kind="image", path=record["image"], width=width, height=height),
             regions=[Region(label=record["label"], prompt="mask", mask_origin="annotation",
                             frames=[RegionFrame(frame=0, mask=rle, box=masks.bbox(rle))])],
             conversation=[Turn(role="user", text="What is <obj0>?"), Turn(role="assistant", text=record["label"])],
-            provenance=Provenance(file="annotations.json", locator=locator, adapter=self.name,
-                                  adapter_version=self.version),
         )
 
 

@@ -130,3 +130,71 @@ def test_merge_and_clip():
     assert masks.clip_box([-3, -4, 10, 2], 5, 5) == [0.0, 0.0, 5.0, 2.0]
     assert masks.clip_box([6, 0, 9, 3], 5, 5) is None
     assert masks.clip_box([1, -904, 3, -10], 5, 5) is None
+
+
+def test_polygon_points_near_the_frame_go_to_pycocotools_unchanged():
+    rings = [[-3.5, -2.0, 70.0, 1.0, 66.0, 52.5, 2.0, 47.0], [10, 10, 20, 10, 15, 18]]
+    np.testing.assert_array_equal(masks.decode(masks.to_rle(rings, 48, 64)), coco_polygon(rings, 48, 64))
+    reach = [[-4 * 64, -4 * 48, 5 * 64, 0, 5 * 64, 5 * 48]]  # the farthest allowed corners
+    np.testing.assert_array_equal(masks.decode(masks.to_rle(reach, 48, 64)), coco_polygon(reach, 48, 64))
+
+
+@pytest.mark.parametrize("ring, message", [
+    ([0, 0, 1e12, 0, 5, 5], "polygon ring 0 point 1 [1000000000000.0, 0.0] lies more than 4 frame sizes outside the 10x8 frame"),
+    ([0, 0, 5, 3e7, 5, 5], "polygon ring 0 point 1 [5.0, 30000000.0] lies more than 4 frame sizes outside the 10x8 frame"),
+    ([0, 0, 5, 5, -40.5, 5], "polygon ring 0 point 2 [-40.5, 5.0] lies more than 4 frame sizes outside the 10x8 frame"),
+    ([0, None, 4, 0, 4, 4], "polygon ring 0 coordinate 1 is None, not a number"),
+    ([0, 0, "4", 0, 4, 4], "polygon ring 0 coordinate 2 is '4', not a number"),
+    ([0, 0, 4, True, 4, 4], "polygon ring 0 coordinate 3 is True, not a number"),
+    ([0, 0, 4, 0, float("nan"), 4], "polygon ring 0 point 2 is [nan, 4.0], not finite"),
+    ([0, 0, 4, 0, 4, float("-inf")], "polygon ring 0 point 2 is [4.0, -inf], not finite"),
+    ([0, 0, 10**400, 0, 4, 4], "polygon ring 0 holds a coordinate beyond the float range"),
+])
+def test_bad_polygon_coordinates_raise_before_pycocotools(ring, message):
+    with pytest.raises(masks.MaskError) as err:
+        masks.to_rle([[0, 0, 2, 0, 2, 2], ring], 8, 10)
+    assert str(err.value) == message.replace("ring 0", "ring 1")
+    with pytest.raises(masks.MaskError) as err:  # a bare flat ring too
+        masks.to_rle(ring, 8, 10)
+    assert str(err.value) == message
+
+
+def test_a_ring_that_is_not_a_list_raises_and_valid_rings_never_does():
+    with pytest.raises(masks.MaskError, match=r"^polygon ring 1 is 5, not a list of coordinates$"):
+        masks.to_rle([[0, 0, 4, 0, 4, 4], 5], 8, 10)
+    assert masks.valid_rings([[0, None, 4, 0, 4, 4], 5]) == [[0, None, 4, 0, 4, 4]]
+
+
+@pytest.mark.parametrize("segmentation, message", [
+    ({"size": "ab", "counts": "1"}, "RLE size must be [height, width], got 'ab'"),
+    ({"size": [4, 4, 1], "counts": "1"}, "RLE size must be [height, width], got [4, 4, 1]"),
+    ({"size": [4, -4], "counts": "1"}, "mask width -4 is outside 1..65535"),
+    ({"size": [4.0, 4], "counts": "1"}, "mask height 4.0 is not an integer"),
+    ({"size": [None, 4], "counts": "1"}, "mask height None is not an integer"),
+    ({"size": [4, 4], "counts": [8, 8.0]}, "uncompressed RLE counts[1] is 8.0, not a non-negative integer"),
+    ({"size": [4, 4], "counts": [20, -4]}, "uncompressed RLE counts[1] is -4, not a non-negative integer"),
+    ({"size": [4, 4], "counts": [False, 16]}, "uncompressed RLE counts[0] is False, not a non-negative integer"),
+    ({"size": [4, 4], "counts": [10**30]}, f"uncompressed RLE counts sum to {10**30}, expected 16"),
+    ({"size": [4, 4], "counts": {"a": 1}}, "RLE counts must be a list or a string, got dict"),
+    ({"size": [4, 4], "counts": b"0\xe9"}, "compressed RLE counts hold a non-ASCII character 'é'"),
+    ({"size": [4, 4], "counts": "06"}, "compressed RLE runs cover 6 pixels, expected 4 x 4 = 16"),
+])
+def test_malformed_rle_raises_a_clear_mask_error(segmentation, message):
+    with pytest.raises(masks.MaskError) as err:
+        masks.to_rle(segmentation, 4, 4)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("height, width, message", [
+    (70000, 10, "mask height 70000 is outside 1..65535"),
+    (0, 10, "mask height 0 is outside 1..65535"),
+    (10, "10", "mask width '10' is not an integer"),
+    (65535, 65535, "mask size 65535 x 65535 exceeds 2147483648 pixels"),
+])
+def test_absurd_mask_sizes_raise_before_any_allocation(height, width, message):
+    with pytest.raises(masks.MaskError) as err:
+        masks.to_rle([], height, width)
+    assert str(err.value) == message
+    with pytest.raises(masks.MaskError) as err:
+        masks.check_counts({"size": [height, width], "counts": "0"})
+    assert str(err.value) == message

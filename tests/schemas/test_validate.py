@@ -43,6 +43,10 @@ def broken_samples() -> dict[str, dict]:
     d["point_out_of_frame"] = point
     d["role_order"] = with_turns(image(), "car", "What is <obj0>?", roles=["assistant", "user"])
     d["empty_turn"] = with_turns(image(), "What is <obj0>?", "  ")
+    d["invalid_text"] = with_turns(image(), "What is <obj0>?", "car\ud800")
+    no_media = image()
+    no_media["media"] = None  # only a region-free general_qa sample may be text-only
+    d["no_media"] = no_media
     return d
 
 

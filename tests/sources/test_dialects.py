@@ -19,6 +19,8 @@ def canonical(dialect, text, count=3):
     ("<Region1>", "<obj0>"),
     ("<regin1>", "<obj0>"),
     ("<regin 1>", "<obj0>"),
+    ("<region of1>", "<obj0>"),  # in the release; its index is unambiguous
+    ("<region of 2> and <Region1]", "<obj1> and <obj0>"),
     ("only <region3> is named", "only <obj0> is named"),  # renumbered in native order
     ("<region3> left of <region1>", "<obj1> left of <obj0>"),
     ("a < b and c > d", "a < b and c > d"),  # not tags
@@ -40,7 +42,8 @@ def test_mdvp_tags(text, expected):
 
 @pytest.mark.parametrize("dialect, text, reason, detail", [
     (OSPREY, "is <region> red?", "region_tag_malformed", "'<region>' is not a osprey region tag with an index"),
-    (OSPREY, "<region of1>", "region_tag_malformed", "'<region of1>' is not a osprey region tag with an index"),
+    (OSPREY, "<region of>", "region_tag_malformed", "'<region of>' is not a osprey region tag with an index"),
+    (OSPREY, "<region of4>", "region_index_out_of_range", "'<region of4>' names region 4 but the record has 3"),
     (OSPREY, "unclosed <region2", "region_tag_malformed", "'<region2' is not a osprey region tag with an index"),
     (OSPREY, "<region4>", "region_index_out_of_range", "'<region4>' names region 4 but the record has 3"),
     (OSPREY, "<region0>", "region_index_out_of_range", "'<region0>' names region 0 but the record has 3"),

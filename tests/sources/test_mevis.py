@@ -1,5 +1,7 @@
 """MeViS adapter: per-object regions, sorted frames, null frames left out, and every trap's reject."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -7,6 +9,7 @@ from schemas import masks
 from sources import mevis
 from sources.fixtures import rect_mask
 from sources.mevis import FIXTURE_RECTS, FIXTURE_SIZE, MevisAdapter, objects_phrase
+from sources.roots import Roots
 from tests.sources.test_registry import convert_fixture, split_outcomes
 
 META = "train/meta_expressions.json videos."
@@ -32,7 +35,7 @@ def frames_of(region, anno_id):
 
 
 def test_units_per_split(root):
-    assert [(u.name, u.spec) for u in MevisAdapter().units(root)] == [
+    assert [(u.name, u.spec) for u in MevisAdapter().units(Roots.of(root))] == [
         ("train:000000", {"split": "train", "videos": ["vid_a", "vid_b"]}),
         ("valid:000000", {"split": "valid", "videos": ["vid_c"]}),
     ]
@@ -46,6 +49,8 @@ def test_samples_and_rejects(root):
         ("object_without_masks", META + "vid_a.expressions.3 anno_id 12"),
         ("mask_missing", META + "vid_b.expressions.0 anno_id 99"),
         ("no_masks", "valid/meta_expressions.json videos.vid_c.expressions.0"),
+        # valid/ withholds masks, and the anno_ids with them: still no_masks, not no_target
+        ("no_masks", "valid/meta_expressions.json videos.vid_c.expressions.1"),
     ]
     single, multi = samples
     frames = ["train/JPEGImages/vid_a/00000.jpg", "train/JPEGImages/vid_a/00001.jpg", "train/JPEGImages/vid_a/00002.jpg"]
@@ -65,7 +70,7 @@ def test_samples_and_rejects(root):
 def test_one_video_per_unit_gives_the_same_outcomes(root, monkeypatch):
     whole = [o.model_dump_json() if hasattr(o, "model_dump_json") else o.to_dict() for o in convert_fixture(MevisAdapter(), root)]
     monkeypatch.setattr(mevis, "VIDEOS_PER_UNIT", 1)
-    assert [u.name for u in MevisAdapter().units(root)] == ["train:000000", "train:000001", "valid:000000"]
+    assert [u.name for u in MevisAdapter().units(Roots.of(root))] == ["train:000000", "train:000001", "valid:000000"]
     again = [o.model_dump_json() if hasattr(o, "model_dump_json") else o.to_dict() for o in convert_fixture(MevisAdapter(), root)]
     assert again == whole
 
@@ -79,17 +84,46 @@ def test_missing_frame_rejects_every_expression_of_its_video(root):
         ("no_target", META + "vid_a.expressions.2"), ("frame_missing", META + "vid_a.expressions.3")]
 
 
+def test_a_split_without_its_mask_dict_is_no_masks_for_every_expression(root):
+    (root / "train/mask_dict.json").unlink()  # e.g. valid_u/ or train/ downloaded without it
+    samples, rejects = outcomes(root)
+    assert samples == []
+    assert [r for r in rejects if r[1].startswith(META)] == [
+        ("no_masks", META + f"vid_a.expressions.{e}") for e in range(4)] + [("no_masks", META + "vid_b.expressions.0")]
+
+
+def test_an_unexpected_failure_is_one_reject_per_expression(root):
+    meta = root / "train/meta_expressions.json"
+    videos = json.loads(meta.read_text())
+    videos["videos"]["vid_b"]["frames"] = ["00000", ["00001"]]  # unsortable: fails in our code, not as a rule
+    meta.write_text(json.dumps(videos))
+    samples, rejects = outcomes(root)
+    assert [s.id for s in samples] == ["mevis/train/vid_a_0", "mevis/train/vid_a_1"]  # same unit, unaffected
+    assert rejects[2] == ("adapter_error", META + "vid_b.expressions.0")
+
+
 def test_objects_phrase():
     assert [objects_phrase(n) for n in (1, 2, 3)] == ["<obj0>", "<obj0> and <obj1>", "<obj0>, <obj1> and <obj2>"]
 
 
 def test_missing_release_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="meta_expressions.json"):
-        MevisAdapter().units(tmp_path)
+        MevisAdapter().units(Roots.of(tmp_path))
 
 
 def test_malformed_meta_file_names_file_and_video(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train/meta_expressions.json").write_text('{"videos": {"v1": {"frames": ["00000"], "expressions": []}}}')
     with pytest.raises(ValueError, match="meta_expressions.json: video .v1. needs a `frames` list"):
-        MevisAdapter().units(tmp_path)
+        MevisAdapter().units(Roots.of(tmp_path))
+
+
+def test_truncated_or_non_object_meta_file_names_file_and_byte(tmp_path):
+    (tmp_path / "train").mkdir()
+    meta = tmp_path / "train/meta_expressions.json"
+    meta.write_text('{"videos": {"v1": {"frames": [')
+    with pytest.raises(ValueError, match=r"meta_expressions.json: truncated JSON at byte 30 \(Expecting value\)$"):
+        MevisAdapter().units(Roots.of(tmp_path))
+    meta.write_text("[]")
+    with pytest.raises(ValueError, match='meta_expressions.json: expected {"videos": {<video>: ...}}'):
+        MevisAdapter().units(Roots.of(tmp_path))

@@ -8,6 +8,7 @@ import pytest
 from schemas import masks
 from sources.fixtures import rect_mask
 from sources.paco import HANDBAG, MUG, MUG_HANDLE, TRASH_CAN, ZIP, PacoAdapter
+from sources.roots import Roots
 from tests.sources.test_registry import convert_fixture, split_outcomes
 
 QUESTION = "What is the category of <obj{}>? Using only one word or phrase."
@@ -26,7 +27,39 @@ def mask_of(region):
 
 def test_units_cover_the_files_present(tmp_path):
     PacoAdapter().write_fixture(tmp_path)
-    assert [u.name for u in PacoAdapter().units(tmp_path)] == ["paco_lvis_v1_val-00000", "paco_ego4d_v1_train-00000"]
+    units = PacoAdapter().units(Roots.of(tmp_path))
+    assert [(u.name, u.spec["file"]) for u in units] == [
+        ("paco_lvis_v1_val-00000", "annotations/paco_lvis_v1_val.json"),
+        ("paco_ego4d_v1_train-00000", "annotations/paco_ego4d_v1_train.json")]
+
+
+def test_official_layout_with_coco_and_frames_in_other_roots(tmp_path):
+    """The release as facebookresearch/paco lays it out (`paco/annotations/*.json`), COCO images
+    in a shared COCO folder, Ego4D frames in a third folder: no file is moved or copied."""
+    PacoAdapter().write_fixture(tmp_path / "fixture")
+    for folder, dest in [("annotations", "paco"), ("val2017", "coco"), ("paco_frames", "ego4d")]:
+        (tmp_path / dest).mkdir()
+        (tmp_path / "fixture" / folder).rename(tmp_path / dest / folder)
+    roots = Roots.of(tmp_path / "paco", media=[tmp_path / "coco", tmp_path / "ego4d"])
+    samples, rejects = split_outcomes(convert_fixture(PacoAdapter(), roots))
+    assert [s.id for s in samples] == ["paco/lvis_val/42_0", "paco/ego4d_train/500_0"]
+    assert [r.reason for r in rejects] == ["mask_size_mismatch", "image_missing"]
+    # a link the user placed into another declared root is followed; one leading elsewhere is not
+    (tmp_path / "ego4d/paco_frames").rename(tmp_path / "fixture/paco_frames")
+    (tmp_path / "paco/paco_frames").symlink_to(tmp_path / "fixture/paco_frames")
+    _, rejects = split_outcomes(convert_fixture(PacoAdapter(), roots))
+    assert [r.reason for r in rejects] == ["mask_size_mismatch", "image_missing", "path_escapes_root"]
+    (tmp_path / "fixture/paco_frames").rename(tmp_path / "ego4d/frames")
+    (tmp_path / "paco/paco_frames").unlink()
+    (tmp_path / "paco/paco_frames").symlink_to(tmp_path / "ego4d/frames")
+    samples, _ = split_outcomes(convert_fixture(PacoAdapter(), roots))
+    assert [s.id for s in samples] == ["paco/lvis_val/42_0", "paco/ego4d_train/500_0"]
+    # annotation files may also sit directly under the root, as older copies have them
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("paco_lvis_v1_val.json", "paco_ego4d_v1_train.json"):
+        (flat / name).write_bytes((tmp_path / "paco/annotations" / name).read_bytes())
+    assert [u.spec["file"] for u in PacoAdapter().units(Roots.of(flat))] == ["paco_lvis_v1_val.json", "paco_ego4d_v1_train.json"]
 
 
 def test_paco_lvis_objects_parts_and_box_only_object(outcomes):
@@ -52,7 +85,8 @@ def test_paco_lvis_objects_parts_and_box_only_object(outcomes):
         {"annotation_id": 8, "category_id": 2455, "obj_ann_id": 7, "kind": "part", "attribute_ids": [3], "unknown": []},
         {"annotation_id": 9, "category_id": 23, "obj_ann_id": 9, "kind": "object", "attribute_ids": [], "unknown": []},
     ]
-    assert s.provenance.file == "paco_lvis_v1_val.json" and s.provenance.locator == "images[id=42]"
+    assert s.provenance.file == "annotations/paco_lvis_v1_val.json"
+    assert s.provenance.locator == "annotations/paco_lvis_v1_val.json:images[id=42]"
 
 
 def test_paco_ego4d_frames_and_compressed_rle(outcomes):
@@ -66,17 +100,17 @@ def test_paco_ego4d_frames_and_compressed_rle(outcomes):
 
 def test_traps(outcomes):
     assert [(r.reason, r.locator) for r in outcomes[1]] == [
-        ("mask_size_mismatch", "paco_lvis_v1_val.json:annotations[id=10]"),
-        ("image_missing", "paco_lvis_v1_val.json:images[id=43]"),
+        ("mask_size_mismatch", "annotations/paco_lvis_v1_val.json:annotations[id=10]"),
+        ("image_missing", "annotations/paco_lvis_v1_val.json:images[id=43]"),
     ]
 
 
 def test_box_only_object_outside_the_image_is_a_degenerate_box(tmp_path):
     PacoAdapter().write_fixture(tmp_path)
-    path = tmp_path / "paco_lvis_v1_val.json"
+    path = tmp_path / "annotations/paco_lvis_v1_val.json"
     data = json.loads(path.read_text())
     data["annotations"][2]["bbox"] = [70, 8, 10, 10]  # right of the 64-wide image
     path.write_text(json.dumps(data))
     samples, rejects = split_outcomes(convert_fixture(PacoAdapter(), tmp_path))
     assert [r.label for r in samples[0].regions] == ["handbag", "handbag zip"]
-    assert (rejects[0].reason, rejects[0].locator) == ("degenerate_box", "paco_lvis_v1_val.json:annotations[id=9]")
+    assert (rejects[0].reason, rejects[0].locator) == ("degenerate_box", "annotations/paco_lvis_v1_val.json:annotations[id=9]")

@@ -4,11 +4,13 @@ import pytest
 
 from schemas import Reject, Sample, validate
 from sources import registry
+from sources.roots import Roots
 
 
 def convert_fixture(adapter, root):
     """All outcomes of an adapter over its own fixture under `root`, unit by unit in order."""
-    return [outcome for unit in adapter.units(root) for outcome in adapter.convert(root, unit)]
+    roots = Roots.of(root)
+    return [outcome for unit in adapter.units(roots) for outcome in adapter.convert(roots, unit)]
 
 
 def split_outcomes(outcomes):
@@ -28,12 +30,12 @@ def test_our_adapters_are_registered():
 @pytest.mark.parametrize("name", sorted(registry.available()))
 def test_fixture_converts_to_valid_samples_and_counts_add_up(name, tmp_path):
     adapter = registry.get(name)
-    assert adapter.layout.strip() and adapter.license and adapter.version
+    assert adapter.LAYOUT.strip() and adapter.license and adapter.version
     adapter.write_fixture(tmp_path / "a")
     adapter.write_fixture(tmp_path / "b")
     assert file_bytes(tmp_path / "a") == file_bytes(tmp_path / "b"), "the fixture writer is not deterministic"
 
-    units = adapter.units(tmp_path / "a")
+    units = adapter.units(Roots.of(tmp_path / "a"))
     assert len({u.name for u in units}) == len(units) and all(u.source == name for u in units)
     outcomes = convert_fixture(adapter, tmp_path / "a")
     samples, rejects = split_outcomes(outcomes)

@@ -9,7 +9,8 @@ import pytest
 from schemas import Reject, masks
 from sources import videorefer
 from sources.fixtures import rect_mask
-from sources.videorefer import FIXTURE_SIZE, VideoReferAdapter, fixture_rect
+from sources.roots import Roots
+from sources.videorefer import FIXTURE_SIZE, VideoReferAdapter, fixture_rect, write_clip
 from tests.sources.test_registry import convert_fixture, split_outcomes
 
 FRAMES_A = ["videos/clip_a/00000.jpg", "videos/clip_a/00001.jpg", "videos/clip_a/00002.jpg"]
@@ -36,7 +37,7 @@ def frames_of(region):
 
 
 def test_units_are_byte_spans_per_file(root):
-    units = VideoReferAdapter().units(root)
+    units = VideoReferAdapter().units(Roots.of(root))
     assert [(u.name, u.spec["first"], u.spec["count"]) for u in units] == [
         ("pixelrefer-detailed-caption.json:0000000000", 0, 1),
         ("pixelrefer-qa.jsonl:0000000000", 0, 2),
@@ -89,7 +90,7 @@ def test_dialects_identical_from_the_same_file(root):
     annotation = {"id": "x", "video": "videos/clip_a", "conversations": turns, "annotation": [{"1": {"segmentation": rle}, "2": {"segmentation": None}}]}
     masks_form = {"id": "x", "video": ["videos/clip_a"], "conversations": turns, "masks": [{"1": rle}]}
     args = ("videorefer-qa-75k.json", "qa", "video_qa", 4)
-    assert adapter.to_sample(root, annotation, *args) == adapter.to_sample(root, masks_form, *args)
+    assert adapter.to_sample(Roots.of(root), annotation, *args) == adapter.to_sample(Roots.of(root), masks_form, *args)
 
 
 def test_short_caption_polygon_on_frame_folder_with_video_tag_at_end(outcomes):
@@ -132,10 +133,14 @@ def record(**changes):
     ({"conversations": [{"from": "human", "value": "What is this?"}, {"from": "gpt", "value": "A block."}]}, "placeholder_count_mismatch"),
     ({"conversations": [{"from": "human", "value": "What is <region>?"}, {"from": "gpt", "value": " "}]}, "empty_turn"),
     ({"conversations": "What is <region>?"}, "bad_turn"),
+    # clip_b.mp4's header counts 3 frames; a key too long for int() is out of range, not a crash
+    ({"video": "videos/clip_b.mp4", "annotation": [{"3": {"segmentation": None}}]}, "frame_out_of_range"),
+    ({"video": "videos/clip_b.mp4", "annotation": [{"1" + "0" * 5000: {"segmentation": None}}]}, "frame_out_of_range"),
+    ({"annotation": [{"3": {"segmentation": None}}]}, "frame_out_of_range"),  # the frame folder holds 3
 ])
 def test_record_traps(root, changes, reason):
     with pytest.raises(Reject) as err:
-        VideoReferAdapter().to_sample(root, record(**changes), "videorefer-qa-75k.json", "qa", "video_qa", 9)
+        VideoReferAdapter().to_sample(Roots.of(root), record(**changes), "videorefer-qa-75k.json", "qa", "video_qa", 9)
     assert (err.value.reason, err.value.locator.split(" ")[0]) == (reason, "videorefer-qa-75k.json[9]")
 
 
@@ -144,7 +149,7 @@ def test_wrapped_ytb_vos_object_and_v1_bracket_placeholder(root):
     r = record(annotation=[[{"2": {"segmentation": rle}}]],
                conversations=[{"from": "human", "value": "<video>\nWhat is <object3> [<region>] doing? And <object3>?"},
                               {"from": "gpt", "value": "Sliding."}])
-    s = VideoReferAdapter().to_sample(root, r, "videorefer-qa-75k.json", "qa", "video_qa", 0)
+    s = VideoReferAdapter().to_sample(Roots.of(root), r, "videorefer-qa-75k.json", "qa", "video_qa", 0)
     assert s.conversation[0].text == "What is <obj0> doing? And <obj0>?"
     assert frames_of(s.regions[0]) == [(2, (16.0, 6.0, 24.0, 14.0))]
 
@@ -157,11 +162,29 @@ def test_small_units_give_the_same_outcomes(root, tmp_path, monkeypatch):
     adapter = VideoReferAdapter()
     whole = [o.model_dump_json() for o in convert_fixture(adapter, tmp_path)]
     monkeypatch.setattr(videorefer, "UNIT_BYTES", 3000)
-    units = adapter.units(tmp_path)
+    units = adapter.units(Roots.of(tmp_path))
     assert len(units) > 6 and sum(u.spec["count"] for u in units) == 81  # 40 + 40 lines + 1 blank line
     assert [o.model_dump_json() for o in convert_fixture(adapter, tmp_path)] == whole
     assert [json.loads(w)["id"] for w in whole[:2]] == ["videorefer/extra/r0", "videorefer/extra/r1"]
     assert len(whole) == 80
+
+
+def test_frame_bound_without_a_frame_count_comes_from_the_duration(tmp_path):
+    write_clip(tmp_path / "videos/clip.mkv", "matroska")  # 3 frames at 3 fps, 1 s; Matroska stores no count
+    roots, rle = Roots.of(tmp_path), masks.encode(rect_mask(*FIXTURE_SIZE, fixture_rect(2)))
+    turns = [{"from": "human", "value": "<video>\nWhat is <region>?"}, {"from": "gpt", "value": "A block."}]
+    s = VideoReferAdapter().to_sample(roots, record(video="videos/clip.mkv", annotation=[{"2": rle}], conversations=turns), "qa.json", "qa", "video_qa", 0)
+    assert (s.media.num_frames, s.media.fps, frames_of(s.regions[0])) == (None, 3.0, [(2, (16.0, 6.0, 24.0, 14.0))])
+    with pytest.raises(Reject) as err:  # 1 s x 3 fps + 1 frame of slack: frames 0-3 may exist
+        VideoReferAdapter().to_sample(roots, record(video="videos/clip.mkv", annotation=[{"4": rle}]), "qa.json", "qa", "video_qa", 0)
+    assert (err.value.reason, err.value.message, err.value.locator) == (
+        "frame_out_of_range", "frame 4 is past the last frame the video can have (3)", "qa.json[0] object 0")
+
+
+def test_frame_keys_stay_within_int32_when_nothing_bounds_the_video():
+    with pytest.raises(Reject) as err:
+        VideoReferAdapter._region({"2147483648": None}, 24, 32, None, "x.json[0] object 0")
+    assert (err.value.reason, err.value.message) == ("frame_out_of_range", "frame 2147483648 is past the last frame the video can have (2147483647)")
 
 
 def test_file_roles():
@@ -172,7 +195,7 @@ def test_file_roles():
 
 def test_missing_annotations_and_bad_file_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="no \\*.json"):
-        VideoReferAdapter().units(tmp_path)
+        VideoReferAdapter().units(Roots.of(tmp_path))
     (tmp_path / "videorefer-qa-75k.json").write_text('{"not": "an array"}')
-    with pytest.raises(ValueError, match="videorefer-qa-75k.json: expected a JSON array"):
-        VideoReferAdapter().units(tmp_path)
+    with pytest.raises(ValueError, match="videorefer-qa-75k.json: not a JSON array at byte 0"):
+        VideoReferAdapter().units(Roots.of(tmp_path))

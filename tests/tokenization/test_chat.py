@@ -107,3 +107,25 @@ def test_memoised_pieces_are_never_shared_between_renders(tok):
     first = render(video_sample(), VisualTokens(), tok, cfg)
     again = render(video_sample(), VisualTokens(), tok, cfg)
     assert again.input_ids == first.input_ids and again.labels == first.labels
+
+
+def text_only():
+    """A text-only general_qa sample (LLaVA-OneVision's text parts): no media, no regions."""
+    return image_sample(id="llava/onevision/t1", source="llava", subset="onevision", task="general_qa", media=None,
+                        regions=[], conversation=[Turn(role="user", text="What is 2 + 2?"), Turn(role="assistant", text="4")])
+
+
+@pytest.mark.parametrize("layout", ["pixelrefer", "lite"])
+def test_text_only_sample_renders_as_the_plain_chat_template(tok, layout):
+    out = render(text_only(), VisualTokens(), tok, RenderConfig(layout=layout))
+    plain = "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n"
+    user = [S] + t("user\nWhat is 2 + 2?") + [E] + t("\n")
+    assert out.input_ids == user + [S] + t("assistant\n4") + [E] + t("\n") == tok.encode(plain, add_special_tokens=False)
+    assert out.labels == [X] * len(user) + [X] * 11 + t("4") + [E, X]
+    assert out.region_order == [] and out.turns_kept == 2
+
+
+def test_text_only_sample_given_frame_tokens_is_rejected(tok):
+    with pytest.raises(Reject) as err:
+        render(text_only(), VisualTokens(frame_tokens=[3]), tok)
+    assert (err.value.reason, err.value.message) == ("token_count_mismatch", "1 global frame counts for a text-only sample")

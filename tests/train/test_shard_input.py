@@ -32,15 +32,15 @@ def square(y, x, size):
     return masks.encode(m)
 
 
-def sample(i: int, kind: str, regions: list[list[tuple[int, tuple]]]) -> Sample:
-    """`regions`: per region, [(frame, (y, x, size)), ...]."""
+def sample(i: int, kind: str | None, regions: list[list[tuple[int, tuple]]]) -> Sample:
+    """`regions`: per region, [(frame, (y, x, size)), ...]; `kind` None: a text-only sample."""
     frames = [f"v{i}/{k}.png" for k in range(3)] if kind == "video" else []
     names = " and ".join(f"<obj{r}>" for r in range(len(regions))) or "the scene"
     return Sample(
         id=f"demo/train/{i}", source="demo", subset="train", split="train", license="CC0-1.0",
         task="region_qa" if regions else "general_qa",
-        media=Media(kind=kind, path=f"v{i}" if frames else f"{i}.png", frames=frames, fps=1.0 if frames else None,
-                    width=SIDE, height=SIDE),
+        media=None if kind is None else Media(kind=kind, path=f"v{i}" if frames else f"{i}.png", frames=frames, fps=1.0 if frames else None,
+                                            width=SIDE, height=SIDE),
         regions=[Region(prompt="mask", mask_origin="annotation",
                         frames=[RegionFrame(frame=f, mask=square(*box)) for f, box in r]) for r in regions],
         conversation=[Turn(role="user", text=f"Describe {names}."), Turn(role="assistant", text=f"thing {i}")],
@@ -53,13 +53,14 @@ SAMPLES = [
     sample(1, "video", [[(0, (2, 2, 10)), (2, (8, 8, 10))], [(1, (16, 16, 12))]]),  # region 0 misses frame 1
     sample(2, "image", []),
     sample(3, "image", [[(0, (10, 12, 14))], [(0, (1, 1, 9))]]),
+    sample(4, None, []),  # text-only general_qa (LLaVA-OneVision's text parts)
 ]
 
 
 def write_stage(root, dest, lite):
     rng = np.random.default_rng(0)
     for s in SAMPLES:
-        for rel in s.media.frames or [s.media.path]:
+        for rel in [] if s.media is None else s.media.frames or [s.media.path]:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 255, (SIDE, SIDE, 3), dtype=np.uint8)).save(root / rel)
     cfg = SaotConfig(lite=lite, n=4)
@@ -101,7 +102,7 @@ def test_shard_source_streams_every_sample_once_per_epoch(stages):
     tok = char_tokenizer()
     source = ShardSource(stages[False], tok, RenderConfig(), VIEWS, buffer=2)
     keys = [raw["__key__"] for raw in source.stream(0, 0)]
-    assert len(source) == 4 and sorted(keys) == sorted(s.key for s in SAMPLES)
+    assert len(source) == 5 and sorted(keys) == sorted(s.key for s in SAMPLES)
     assert keys == [raw["__key__"] for raw in source.stream(0, 0)]
     batch = next(Loader(source, 2, 0, 1, 0, tok.pad_token_id).batches())
     assert batch.input_ids.shape[0] == 2
@@ -137,3 +138,29 @@ def test_a_clip_over_the_video_budget_gets_smaller_frames_and_mixes_with_images(
     model = build_model(ModelConfig(object_tokens=4), tok)
     loss, n = model(batch)  # frames of two sizes: one tower call per size, features in batch order
     assert math.isfinite(loss.item()) and n == batch.supervised > 0
+
+
+@pytest.mark.parametrize("framework", ["pixelrefer", "lite"])
+def test_a_text_only_row_mixes_with_an_image_with_regions(stages, framework):
+    from tokenization.chat import IGNORE_INDEX
+    from train.data import collate
+    from train.model import build_model
+
+    tok, lite = char_tokenizer(), framework == "lite"
+    cfg = load_config(TINY, [f"model.framework={framework}"])
+    model = build_model(cfg.model, tok)
+    source = ShardSource(stages[lite], tok, RenderConfig(layout=framework, lite_tokens=cfg.model.object_tokens), VIEWS)
+    raw = {r["__key__"]: r for r in source.stream(0, 0)}
+    text, image = source.encode(raw["demo~train~4"]), source.encode(raw["demo~train~0"])
+    plain = "<|im_start|>user\nDescribe the scene.<|im_end|>\n<|im_start|>assistant\nthing 4<|im_end|>\n"
+    assert text.input_ids == tok.encode(plain, add_special_tokens=False)
+    assert text.frames.shape == (0, 3, 28, 28) and text.objects == []
+    batch = collate([text, image], tok.pad_token_id)
+    assert len(batch.images) == 1 and batch.image_in_text.tolist() == [not lite] and len(batch.objects) == 1
+    assert int((batch.labels[0, 1:] != IGNORE_INDEX).sum()) == len("thing 4") + 1  # the answer and its <|im_end|>
+    loss, n = model(batch)
+    assert math.isfinite(loss.item()) and n == batch.supervised
+    alone = [model(collate([item], tok.pad_token_id))[0].item() for item in (text, image)]
+    assert alone[0] > 0 and loss.item() == pytest.approx(sum(alone), rel=1e-5)  # the text row's loss is in the sum
+    loss.backward()
+    assert torch.count_nonzero(model.object_encoder.mlp[0].weight.grad) > 0
