@@ -30,10 +30,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("pipelines.export", "Write a mixed stage as an official PixelRefer / VideoRefer training JSON."),
     "shard": ("pipelines.shard", "Precompute SAOT crops and write WebDataset shards."),
     "train": ("train.train", "Train a PixelRefer model (Vision-Object or Lite) from shards; resumes in its output_dir."),
+    "generate": ("pipelines.generate", "Answer samples' questions with a trained checkpoint (greedy or sampled, batched)."),
     "build": ("pipelines.build", "Run every stage of a recipe (ingest to report), resumably."),
     "inspect": ("pipelines.inspect", "Render samples with their masks, boxes and points as PNG."),
     "report": ("pipelines.report", "Write a self-contained HTML report of a build."),
     "validate": ("pipelines.validate", "Validate a JSONL/Parquet file of samples; print rejects by reason."),
+    "eval": ("pipelines.evaluate.cli", "Score a checkpoint or predictions on the paper's benchmarks, beside its numbers."),
 }
 
 

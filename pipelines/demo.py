@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import train
+from pipelines import workspace
 from pipelines.build import BuildError, Plan, run_build
 from pipelines.cli import main as run_verb
 from pipelines.mix import load_recipe
@@ -37,24 +38,21 @@ def demo_plan(out: Path, steps: int) -> Plan:
         out=out, recipe="demo", recipe_name=recipe.name, recipe_stages=[s.name for s in recipe.stages],
         roots={}, ingest_args=["--root", str(native)], videoqa_sources=VIDEO_SOURCES,
         videoqa_args=["--backend", "heuristic"], train_config=str(TINY_CONFIG),
-        train_overrides=[f"optim.steps={steps}", f"save_every={steps}"],
+        train_overrides=[f"optim.steps={steps}", f"save_every={steps}"], box_regions=recipe.box_regions,
     )
 
 
 def summary(plan: Plan) -> str:
     """Samples per source, rejects by reason, shards per stage and the loss at the first and last step."""
     out, lines = plan.out, []
-    lines.append(f"{'source':<18}{'read':>7}{'written':>9}{'rejected':>10}  rejects by reason")
-    for path in sorted((out / "stats").glob("*.json")):
-        stats = json.loads(path.read_text(encoding="utf-8"))
-        if "backend" in stats:  # a videoqa output source
-            lines.append(f"{path.stem:<18}{stats['input_samples']:>7}{stats['written']:>9}{stats['rejected']:>10}  "
-                         f"(video samples in -> QA samples out, {stats['backend']} backend)")
+    lines.append(f"{'source':<20}{'stage':<9}{'read':>7}{'written':>9}{'rejected':>10}{'samples':>9}  rejects by reason")
+    for source in workspace.ingested_sources(out):
+        stats = workspace.read_source_stats(out, source)
+        if stats is None:
             continue
-        if "read" not in stats:
-            continue
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(stats.get("rejected_by_reason", {}).items()))
-        lines.append(f"{path.stem:<18}{stats['read']:>7}{stats['written']:>9}{stats['rejected']:>10}  {reasons}")
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(stats["by_reason"].items()))
+        lines.append(f"{source:<20}{stats['stage']:<9}{stats['read']:>7}{stats['written']:>9}{stats['rejected']:>10}"
+                     f"{stats['samples']:>9}  {reasons}")
     for stage in plan.recipe_stages:
         index = json.loads((plan.shard_dir(stage) / "index.json").read_text(encoding="utf-8"))
         rejected = ", ".join(f"{r} {n}" for r, n in sorted(index["rejected"].items())) or "none"
@@ -81,4 +79,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"pixelrefer demo: {err}")
         return 1
     print(summary(plan))
-    return 0
+    last = plan.recipe_stages[-1]  # ends with one answer of the last stage's tiny model to its first shard sample
+    return run_verb(["generate", "--checkpoint", str(args.out / "train" / last), "--shards", str(plan.shard_dir(last)),
+                     "--out", str(args.out / "answers.jsonl"), "--limit", "1", "--max-new-tokens", "16"])

@@ -41,8 +41,9 @@ def describe(err: Exception) -> tuple[str, int]:
     import yaml  # here, not at the top: `pixelrefer --help` imports this module and stays instant
 
     from sources.jsonarray import JsonFileError
+    from train.config import ConfigError
 
-    if isinstance(err, (UserError, JsonFileError)):
+    if isinstance(err, (UserError, JsonFileError, ConfigError)):
         return _one_line(str(err)), 2
     if isinstance(err, yaml.YAMLError):
         return _one_line(_yaml_message(err)), 2

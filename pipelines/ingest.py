@@ -7,8 +7,9 @@
 
 The adapter splits its release into ordered units (`Adapter.units`); `--units-per-part`
 consecutive units make one part, numbered by unit order, so part names never depend on Ray's
-scheduling. Each part is one Ray task that converts its units, re-validates every sample (one
-contract check for built-in and entry-point adapters alike), and writes the part itself:
+scheduling. Each part is one Ray task (`--workers 0`: a loop in this process) that converts its
+units, re-validates every sample (one contract check for built-in and entry-point adapters
+alike), and writes the part itself with `workspace.write_source_part`:
 `part-NNNNN.rejects.jsonl`, then `part-NNNNN.parquet` (temp name + rename; none for a part
 without samples, since `datasets` refuses zero-row files), then the `part-NNNNN.done` marker.
 
@@ -20,18 +21,19 @@ i.e. up to ~1000 samples, a few MB of Parquet), which bounds a worker's memory t
 samples and the redo after a crash to one part per worker. On a cluster, `--out` and the roots
 must be on storage every node sees.
 
-A rerun skips parts whose marker matches the current plan (same units, same adapter version)
-and redoes the rest; outputs are byte-identical to an uninterrupted run. Timings live only in
+A part's marker records what it was made from (`made_from`): the adapter and its version, the
+unit names, a hash of the unit specs, and the size and sha256 of every annotation file its
+units read (`Adapter.inputs`; hashes cached by size and mtime in `stats/file-hashes.json`).
+A rerun reuses a part only when all of that matches and redoes the rest, printing which parts
+it redoes and why; outputs are byte-identical to an uninterrupted run. Timings live only in
 `stats/<source>.json` under "timings"; everything else in the outputs is deterministic.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +43,7 @@ import pyarrow.parquet as pq
 import yaml
 from tqdm import tqdm
 
-from pipelines import workspace
-from pipelines.raypool import ray_session
+from pipelines import raypool, workspace
 from schemas import Reject, Sample, validate
 from sources import registry
 from sources.base import ADAPTER_ERROR, Adapter, Unit
@@ -56,9 +57,13 @@ class Part:
     index: int
     units: tuple[Unit, ...]
 
-    def plan(self, adapter: Adapter) -> dict[str, Any]:
-        """What a complete part's marker must say for the part to be reused."""
-        return {"adapter_version": adapter.version, "units": [u.name for u in self.units]}
+    def made_from(self, adapter: Adapter, roots: Roots, hashes: workspace.FileHashes) -> dict[str, Any]:
+        """What a complete part's marker must say for the part to be reused: adapter, units, and
+        the identity (size, sha256) of every annotation file the units read."""
+        files = sorted({path for unit in self.units for path in adapter.inputs(roots, unit)})
+        return {"stage": "ingest", "adapter": adapter.name, "adapter_version": adapter.version,
+                "units": [u.name for u in self.units], "specs": workspace.canonical_sha256([u.spec for u in self.units]),
+                "inputs": [hashes.identity(path, roots.annotations) for path in files]}
 
 
 class IngestError(Exception):
@@ -77,11 +82,9 @@ def _outcomes(adapter: Adapter, roots: Roots, part: Part) -> Iterator[Sample | R
             yield outcome
 
 
-def convert_part(adapter: Adapter, roots: Roots, out: Path, part: Part) -> dict[str, Any]:
+def convert_part(adapter: Adapter, roots: Roots, out: Path, part: Part, made_from: dict[str, Any]) -> dict[str, Any]:
     """Convert and write one part (runs in a Ray worker); return its counts and seconds."""
     start = time.perf_counter()
-    path = workspace.part_path(out, adapter.name, part.index)
-    workspace.marker_path(path).unlink(missing_ok=True)  # a redone part is incomplete until its new marker
     samples, rejects = [], []
     for outcome in _outcomes(adapter, roots, part):
         try:
@@ -90,60 +93,17 @@ def convert_part(adapter: Adapter, roots: Roots, out: Path, part: Part) -> dict[
             samples.append(validate(outcome))
         except Reject as reject:
             rejects.append(reject.to_dict())
-    _write_lines(rejects_sidecar(path), rejects)
-    marker = {**part.plan(adapter), "read": len(samples) + len(rejects), "written": len(samples),
-              "rejected": dict(sorted(Counter(r["reason"] for r in rejects).items()))}
-    if samples:
-        workspace.write_part(path, samples, marker)
-    else:  # no Parquet file for an empty part: `datasets` refuses zero-row files
-        path.unlink(missing_ok=True)
-        workspace.write_json_atomic(workspace.marker_path(path), marker)
+    marker = workspace.write_source_part(workspace.part_path(out, adapter.name, part.index), samples, rejects, made_from)
     return {"part": part.index, "read": marker["read"], "seconds": round(time.perf_counter() - start, 4)}
 
 
-def rejects_sidecar(part_path: Path) -> Path:
-    return part_path.with_suffix(".rejects.jsonl")
-
-
-def _write_lines(path: Path, rows: list[dict]) -> None:
-    workspace.write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
-
-
-def _reusable(path: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
-    """The marker of a complete part made by the same plan, else None (the part is redone)."""
-    if not workspace.marker_path(path).is_file():
-        return None
-    marker = json.loads(workspace.marker_path(path).read_text(encoding="utf-8"))
-    if marker.get("written") and not path.is_file():
-        return None
-    return marker if all(marker.get(k) == v for k, v in plan.items()) else None
-
-
-def _remove_stale(out: Path, source: str, n_parts: int) -> None:
-    """Drop parts beyond the current plan (left by an earlier run over a bigger release)."""
-    for path in workspace.unified_dir(out, source).glob("part-*"):
-        if int(path.name[5:10]) >= n_parts:
-            path.unlink()
-
-
-def _run_on_ray(adapter: Adapter, roots: Roots, out: Path, parts: list[Part], workers: int, bar: tqdm) -> tuple[list, list]:
-    """Run parts with at most `workers` in flight; return (timings, failures)."""
-    import ray
-
-    task = ray.remote(num_cpus=1, max_retries=0)(convert_part)
-    queue, in_flight, timings, failures = list(parts), {}, [], []
-    start, read = time.perf_counter(), 0
-    while queue or in_flight:
-        while queue and len(in_flight) < workers:
-            part = queue.pop(0)
-            in_flight[task.remote(adapter, roots, out, part)] = part
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
-        part = in_flight.pop(ref)
-        try:
-            result = ray.get(ref)
-        except ray.exceptions.RayError as err:  # the unit raised, or its worker died
-            cause = getattr(err, "cause", None) or err
-            failures.append(f"part {part.index} (units {part.units[0].name}..{part.units[-1].name}): {cause!r}")
+def _run(adapter: Adapter, roots: Roots, out: Path, todo: list[tuple[Part, dict]], workers: int, bar: tqdm) -> tuple[list, list]:
+    """Run parts with at most `workers` in flight (0: here); return (timings, failures)."""
+    jobs = ((part, (adapter, roots, out, part, made_from)) for part, made_from in todo)
+    timings, failures, start, read = [], [], time.perf_counter(), 0
+    for part, result in raypool.fan_out(convert_part, jobs, workers, keep_failures=True):
+        if isinstance(result, raypool.Failure):  # the unit raised, or its worker died
+            failures.append(f"part {part.index} (units {part.units[0].name}..{part.units[-1].name}): {result.error!r}")
             continue
         timings.append({**result, "units": [u.name for u in part.units]})
         read += result["read"]
@@ -153,7 +113,8 @@ def _run_on_ray(adapter: Adapter, roots: Roots, out: Path, parts: list[Part], wo
 
 
 def ingest_source(name: str, roots: Roots | Path, out: Path, workers: int, units_per_part: int = 1) -> dict[str, Any]:
-    """Ingest one source into `out`; return its stats (also written to stats/<name>.json)."""
+    """Ingest one source into `out` (`workers` Ray tasks, 0: in this process); return its stats
+    (`workspace.SourceStats`, also written to stats/<name>.json)."""
     try:
         adapter = registry.get(name)
     except KeyError as err:
@@ -170,51 +131,49 @@ def ingest_source(name: str, roots: Roots | Path, out: Path, workers: int, units
     except ValueError as err:  # a malformed annotation file: one line naming it
         raise IngestError(f"source {name}: {err}") from None
     parts = plan_parts(units, units_per_part)
+    hashes = workspace.FileHashes(out)
+    made_from = [part.made_from(adapter, roots, hashes) for part in parts]
+    hashes.save()
     workspace.write_json_atomic(workspace.unified_dir(out, name) / "source.json",
                                 {"source": name, **roots.to_json(), "adapter_version": adapter.version})
-    _remove_stale(out, name, len(parts))
+    workspace.remove_parts_except(out, name, {p.index for p in parts})
     workspace.remove_dead_temps(workspace.unified_dir(out, name))
-    todo = [p for p in parts if _reusable(workspace.part_path(out, name, p.index), p.plan(adapter)) is None]
+    todo = []
+    for part, fingerprint in zip(parts, made_from):
+        marker = workspace.read_marker(workspace.part_path(out, name, part.index))
+        if marker is None or marker.get("made_from") != fingerprint:
+            if marker is not None:  # a finished part made from other inputs: say why it is redone
+                print(f"ingest {name}: redoing part {part.index}: {workspace.what_changed(marker.get('made_from') or {}, fingerprint)} changed")
+            todo.append((part, fingerprint))
     start = time.perf_counter()
     with tqdm(total=len(parts), initial=len(parts) - len(todo), unit="part", desc=f"ingest {name}") as bar:
-        timings, failures = _run_on_ray(adapter, roots, out, todo, workers, bar)
-    stats = _finish(adapter, roots, out, parts)
+        timings, failures = _run(adapter, roots, out, todo, workers, bar)
+    paths = [workspace.part_path(out, name, p.index) for p, f in zip(parts, made_from)
+             if (workspace.read_marker(workspace.part_path(out, name, p.index)) or {}).get("made_from") == f]
+    _check_unique_ids(name, paths)
     seconds = time.perf_counter() - start
     run_read = sum(t["read"] for t in timings)
-    stats["timings"] = {"wall_seconds": round(seconds, 3), "parts_run": len(timings),
-                        "parts_reused": len(parts) - len(todo), "samples_per_second": round(run_read / max(seconds, 1e-9), 1),
-                        "per_part": timings}
-    stats["failed_parts"] = failures
-    workspace.write_json_atomic(out / "stats" / f"{name}.json", stats)
+    stats = workspace.finish_source(
+        out, name, "ingest", paths, failed_parts=failures,
+        timings={"wall_seconds": round(seconds, 3), "parts_run": len(timings), "parts_reused": len(parts) - len(todo),
+                 "samples_per_second": round(run_read / max(seconds, 1e-9), 1), "per_part": timings},
+        detail={**roots.to_json(), "adapter_version": adapter.version, "planned_parts": len(parts)})
     if failures:
         raise IngestError(f"source {name}: {len(failures)} part(s) failed, the rest are kept; fix and rerun "
                           "(complete parts are skipped):\n  " + "\n  ".join(failures))
-    return stats
+    return stats.to_json()
 
 
-def _finish(adapter: Adapter, roots: Roots, out: Path, parts: list[Part]) -> dict[str, Any]:
-    """Merge the complete parts' counts and rejects in part order; check ids are unique."""
-    totals, reasons, rejects, seen, complete = Counter(), Counter(), [], {}, 0
-    for part in parts:
-        path = workspace.part_path(out, adapter.name, part.index)
-        marker = _reusable(path, part.plan(adapter))
-        if marker is None:
-            continue
-        complete += 1
-        totals.update(read=marker["read"], written=marker["written"])
-        reasons.update(marker["rejected"])
-        rejects.extend(rejects_sidecar(path).read_text(encoding="utf-8").splitlines(keepends=True))
-        ids = pq.read_table(path, columns=["id"]).column("id").to_pylist() if marker["written"] else []
+def _check_unique_ids(name: str, paths: list[Path]) -> None:
+    """Sample ids must be unique across a source's parts."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        ids = pq.read_table(path, columns=["id"]).column("id").to_pylist() if path.is_file() else []
         for sample_id in ids:
             if sample_id in seen:
-                raise IngestError(f"source {adapter.name}: sample id {sample_id} is in {seen[sample_id]} and "
+                raise IngestError(f"source {name}: sample id {sample_id} is in {seen[sample_id]} and "
                                   f"{path.name}; the adapter must give unique ids (fix the adapter)")
             seen[sample_id] = path.name
-    workspace.write_text_atomic(out / "rejects" / f"{adapter.name}.jsonl", "".join(rejects))
-    return {"source": adapter.name, **roots.to_json(), "adapter_version": adapter.version,
-            "parts": len(parts), "complete_parts": complete, "read": totals["read"], "written": totals["written"],
-            "rejected": sum(reasons.values()), "rejected_by_reason": dict(sorted(reasons.items())),
-            "balanced": totals["read"] == totals["written"] + sum(reasons.values())}
 
 
 def _roots_entry(entry: Any, base: Path, where: str) -> Roots:
@@ -266,8 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roots", type=Path, help="YAML mapping source -> folder, or source -> {annotations: DIR, media: [DIR, ...]} "
                         "(one COCO folder can serve every COCO-based source; relative paths are relative to this file); replaces --root.")
     parser.add_argument("--out", type=Path, required=True, help="Workspace folder: writes unified/, rejects/ and stats/ under it.")
-    parser.add_argument("--ray-address", help="Join this Ray cluster (e.g. `auto`, `ray://host:10001`); default: start a local Ray.")
-    parser.add_argument("--workers", type=int, help="Parts converted at once (and local Ray CPUs); default: every CPU Ray has.")
+    raypool.add_ray_arguments(parser, default=None, what="Each converts one part at a time. ")
     parser.add_argument("--units-per-part", type=int, default=1,
                         help="Consecutive adapter units per Parquet part (default 1). Changing it renames parts, so a rerun redoes them.")
 
@@ -275,20 +233,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import ray
 
-    if args.units_per_part < 1 or (args.workers is not None and args.workers < 1):
-        print("pixelrefer ingest: --units-per-part and --workers must be at least 1", file=sys.stderr)
+    if args.units_per_part < 1:
+        print("pixelrefer ingest: --units-per-part must be at least 1", file=sys.stderr)
         return 2
+    workers = raypool.stage_workers(args.workers, args.ray_address)
     try:
         roots = resolve_roots(args.source, args.root, args.roots)
-        with ray_session(args.ray_address, args.workers):
-            workers = args.workers or int(ray.cluster_resources().get("CPU", 1))
+        with raypool.maybe_ray(args.ray_address, workers):
+            workers = int(ray.cluster_resources().get("CPU", 1)) if workers is None else workers
             for name, source_roots in roots.items():
                 stats = ingest_source(name, source_roots, args.out, workers, args.units_per_part)
                 print(f"{name}: read {stats['read']}, written {stats['written']}, rejected {stats['rejected']} "
                       f"-> {workspace.unified_dir(args.out, name)}, {args.out / 'rejects' / (name + '.jsonl')}, "
                       f"{args.out / 'stats' / (name + '.json')}")
-                if stats["rejected_by_reason"].get(ADAPTER_ERROR):
-                    print(f"WARNING {name}: {stats['rejected_by_reason'][ADAPTER_ERROR]} record(s) failed inside the adapter "
+                if stats["by_reason"].get(ADAPTER_ERROR):
+                    print(f"WARNING {name}: {stats['by_reason'][ADAPTER_ERROR]} record(s) failed inside the adapter "
                           f"({ADAPTER_ERROR}: a bug in the adapter, not in the data); see {args.out / 'rejects' / (name + '.jsonl')}",
                           file=sys.stderr)
     except IngestError as err:

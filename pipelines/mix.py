@@ -24,6 +24,22 @@ is dropped and counted. Regions and text are compared by a digest of the row; th
 are hashed only for candidates whose digest matches, so images are read only for suspected
 duplicates. A re-sampled sample that an earlier entry of the same stage selected is such a
 duplicate too: dropped, counted, and the entry takes its next-ranked candidate instead.
+
+Nothing stale: `mix/<recipe>/mix.done` records what the mix was made from (`mix_fingerprint`:
+the recipe's canonical JSON, the box/point policy, MIX_VERSION, the sha256 of every part of
+every source an entry can read) and each stage file's sha256. A rerun reuses the mix only when
+all of that matches (`mix_state`), else mixes again; mix files of stages the recipe no longer
+has are deleted with their shards.
+
+Box and point regions: shards need a mask on every region frame, so the recipe's `box_regions`
+(or `--box-regions`) policy decides what happens to a sample with a region frame that has none.
+`sam2` and `box-mask`: an entry reads the version of its source that `pixelrefer segment` wrote
+(`vg` -> `vg_sam2`, with SAM 2 or box masks) once it exists, ranked by the ids of the source it was made from,
+so it picks the same samples; `drop`: such samples leave the candidates, counted. Per entry the
+report gives `box/pt` (candidates with a region frame without a mask), `to-shards` (selected
+samples expected to reach the shards under the policy) and `unsupported` (requested samples no
+adapter provides, or selected ones the policy cannot mask: all of them without a policy, the
+point-only ones under `box-mask`).
 """
 
 from __future__ import annotations
@@ -31,11 +47,13 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import json
+import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,13 +62,16 @@ from pydantic import ValidationError
 from pipelines import workspace
 from schemas import Reject
 from schemas.arrow import canonical_json
-from schemas.recipe import Entry, Filters, Recipe, Stage
+from schemas.recipe import BoxRegions, Entry, Filters, Recipe, Stage
 from sources import registry
 from sources.media import read_media_bytes
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
+MIX_VERSION = "1"  # bump when the selection rule changes, so that finished mixes are redone
 _COLUMNS = ["id", "subset", "split", "task", "media", "regions", "conversation"]
 _SELECTING = ("covered", "resample")  # the entry statuses that select samples; the others are shortfalls
+# a mix file: MIX_SCHEMA's columns, which every reader takes, plus the entry that chose the sample (for the report)
+SELECTION_SCHEMA = workspace.MIX_SCHEMA.append(pa.field("entry", pa.string()))
 
 
 class MixError(Exception):
@@ -64,6 +85,9 @@ class Candidate:
     part: str  # relative to the workspace
     row: int
     digest: str  # regions + conversation + media geometry, without the media bytes
+    ranked: str  # the id under the recipe's source name: a segmented source ranks like the one it was made from
+    gap: str = ""  # the worst region frame without a mask: "point" (not even a box), "box", or "" (all masked)
+    entry: str = ""  # the entry that selected it
 
 
 def load_recipe(spec: str) -> Recipe:
@@ -104,9 +128,28 @@ def _digest(row: dict[str, Any]) -> str:
     return hashlib.sha1(canonical_json(key).encode()).hexdigest()
 
 
-def candidates(out: Path, entry: Entry, earlier: dict[str, list[Candidate]]) -> list[Candidate]:
-    """The entry's candidates: its source's samples in part/row order, or for a re-sample the ones
-    the earlier stage `earlier[entry.source]` selected, that match its subsets, tasks and filters."""
+def _gap(row: dict[str, Any]) -> str:
+    missing = [f for r in row["regions"] for f in r["frames"] if f["mask"] is None]
+    return "point" if any(f["box"] is None for f in missing) else "box" if missing else ""
+
+
+def _lost(gap: str, policy: BoxRegions | None) -> bool:
+    """Whether a selected sample with this gap misses the shards: without a policy every unmasked
+    one does (a region_without_mask reject); box-mask cannot rasterise a point."""
+    return bool(gap) and (policy is None or (policy == "box-mask" and gap == "point"))
+
+
+def reads(source: str, policy: BoxRegions | None, ingested: set[str]) -> str:
+    """The source an entry of `source` reads: under sam2/box-mask, the one `pixelrefer segment` writes
+    from it with either segmentor (`vg_sam2`, its regions' mask_origin says which) once it exists."""
+    segmented = workspace.sam2_source(source)
+    return segmented if policy in ("sam2", "box-mask") and segmented in ingested else source
+
+
+def candidates(out: Path, entry: Entry, earlier: dict[str, list[Candidate]], source: str) -> list[Candidate]:
+    """The entry's candidates: the samples of `source` (its source, or what the build segmented from
+    it) in part/row order, or for a re-sample the ones the earlier stage `earlier[entry.source]`
+    selected, that match its subsets, tasks and filters."""
     if entry.source in earlier:
         by_part: dict[str, list[Candidate]] = {}
         for c in earlier[entry.source]:
@@ -117,11 +160,12 @@ def candidates(out: Path, entry: Entry, earlier: dict[str, list[Candidate]]) -> 
             kept += [c for c, row in zip(chosen, rows) if _keep(row, entry)]
         return kept
     found = []
-    for path in workspace.complete_parts(out, entry.source):
+    for path in workspace.complete_parts(out, source):
         part = str(path.relative_to(out))
         for i, row in enumerate(pq.read_table(path, columns=_COLUMNS).to_pylist()):
             if _keep(row, entry):
-                found.append(Candidate(row["id"], entry.source, part, i, _digest(row)))
+                native = row["id"].split("/", 1)[1]
+                found.append(Candidate(row["id"], source, part, i, _digest(row), f"{entry.source}/{native}", _gap(row)))
     return found
 
 
@@ -164,25 +208,32 @@ def entry_status(entry: Entry, ingested: set[str], stages: set[str]) -> str:
         return "resample"
     if entry.source in ingested:  # also the sources videoqa and segment write, which have no adapter
         return "covered"
-    return "not-ingested" if entry.source in registry.available() else "no-adapter"
+    # a source videoqa writes from a registered one is there once videoqa ran (the build runs it before the mix)
+    written = {workspace.videoqa_source(s) for s in registry.available()}
+    return "not-ingested" if entry.source in registry.available() or entry.source in written else "no-adapter"
 
 
 def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher,
-              earlier: dict[str, list[Candidate]]) -> tuple[list[Candidate], list[dict]]:
+              earlier: dict[str, list[Candidate]], policy: BoxRegions | None = None) -> tuple[list[Candidate], list[dict]]:
     """The stage's selection in output order, and one report row per entry; `earlier`: the selections
-    of the stages before it, by name."""
+    of the stages before it, by name; `policy`: what becomes of box/point regions (module doc)."""
     selected: list[Candidate] = []
     by_digest: dict[str, list[Candidate]] = {}
     report = []
     for entry in stage.entries:
         status = entry_status(entry, ingested, recipe.stage_names)
-        row: dict[str, Any] = {"name": entry.name, "source": entry.source, "status": status,
+        source = reads(entry.source, policy, ingested) if status == "covered" else entry.source
+        row: dict[str, Any] = {"name": entry.name, "source": entry.source, "reads": source, "status": status,
                                "count": entry.count, "fraction": entry.fraction}
         report.append(row)
         if status not in _SELECTING:
-            row.update(requested=entry.count, available=None, duplicates=0, selected=0)
+            # what a source not ingested holds is unknown; one without an adapter supports none of it
+            row.update(requested=entry.count, available=None, duplicates=0, selected=0, box_point=None, to_shards=None,
+                       unsupported=entry.count if status == "no-adapter" else None)
             continue
-        pool = sorted(candidates(out, entry, earlier), key=lambda c: rank(recipe.seed, stage.name, entry.name, c.id))
+        found = candidates(out, entry, earlier, source)
+        pool = sorted((c for c in found if not (policy == "drop" and c.gap)),
+                      key=lambda c: rank(recipe.seed, stage.name, entry.name, c.ranked))
         requested = entry.count if entry.count is not None else round(entry.fraction * len(pool))
         taken, duplicates = [], 0
         for c in pool:
@@ -191,18 +242,20 @@ def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hashe
             if any(hasher(c) == hasher(o) for o in by_digest.get(c.digest, [])):
                 duplicates += 1
                 continue
-            taken.append(c)
+            taken.append(replace(c, entry=entry.name))
             by_digest.setdefault(c.digest, []).append(c)
         selected.extend(taken)
-        row.update(requested=requested, available=len(pool), duplicates=duplicates, selected=len(taken))
-    selected.sort(key=lambda c: rank(recipe.seed, stage.name, c.id))
+        lost = sum(_lost(c.gap, policy) for c in taken)
+        row.update(requested=requested, available=len(found), duplicates=duplicates, selected=len(taken),
+                   box_point=sum(bool(c.gap) for c in found), to_shards=len(taken) - lost, unsupported=lost)
+    selected.sort(key=lambda c: rank(recipe.seed, stage.name, c.ranked))
     return selected, report
 
 
 def write_selection(path: Path, selection: list[Candidate]) -> None:
     """The stage's mix file, written to a temp name and renamed."""
-    table = pa.Table.from_pylist([{"id": c.id, "source": c.source, "part": c.part, "row": c.row} for c in selection],
-                                 schema=workspace.MIX_SCHEMA)
+    table = pa.Table.from_pylist([{"id": c.id, "source": c.source, "part": c.part, "row": c.row, "entry": c.entry}
+                                  for c in selection], schema=SELECTION_SCHEMA)
     with workspace.atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd", write_statistics=False)
 
@@ -217,41 +270,121 @@ def _check_missing(recipe: Recipe, ingested: set[str]) -> None:
                        "they write), or pass --allow-missing")
 
 
-def format_report(recipe: Recipe, report: dict[str, list[dict]]) -> str:
-    lines = [f"{'stage':<10} {'entry':<24} {'source':<16} {'status':<18} {'requested':>10} {'available':>10} "
-             f"{'dupes':>7} {'selected':>9}"]
+POLICY_EFFECT = {
+    None: "no policy: shards reject the selected ones (region_without_mask); set one with --box-regions "
+          "sam2|box-mask|drop or the recipe's box_regions",
+    "sam2": "the segment stage masks them with SAM 2",
+    "box-mask": "the segment stage rasterises their boxes (mask_origin box); point-only ones are rejected",
+    "drop": "dropped from the candidates",
+}
+
+
+def dash(value: int | None) -> str | int:
+    """A count, or "-" when it is unknown (an entry whose source is not there)."""
+    return "-" if value is None else value
+
+
+def format_report(recipe: Recipe, report: dict[str, list[dict]], policy: BoxRegions | None = None) -> str:
+    """The per-entry table (the source column names what an entry reads: `vg_sam2` once segmented)
+    and the share of the requested samples in each status."""
+    lines = [f"{'stage':<10} {'entry':<24} {'source':<18} {'status':<18} {'requested':>10} {'available':>10} "
+             f"{'dupes':>7} {'selected':>9} {'box/pt':>7} {'to-shards':>9} {'unsupported':>11}"]
     for stage, rows in report.items():
         for r in rows:
             requested = r["requested"] if r["requested"] is not None else f"{r['fraction']:.0%}"
-            lines.append(f"{stage:<10} {r['name']:<24} {r['source']:<16} {r['status']:<18} {requested:>10} "
-                         f"{'-' if r['available'] is None else r['available']:>10} {r['duplicates']:>7} {r['selected']:>9}")
+            lines.append(f"{stage:<10} {r['name']:<24} {r['reads']:<18} {r['status']:<18} {requested:>10} "
+                         f"{dash(r['available']):>10} {r['duplicates']:>7} {r['selected']:>9} {dash(r['box_point']):>7} "
+                         f"{dash(r['to_shards']):>9} {dash(r['unsupported']):>11}")
     published = sum(r["count"] or 0 for rows in report.values() for r in rows)
     by_status = {s: sum(r["count"] or 0 for rows in report.values() for r in rows if r["status"] == s)
                  for s in (*_SELECTING, "not-ingested", "no-adapter")}
     if published:
         lines.append(f"of {published:,} samples requested by count: " +
                      ", ".join(f"{s} {n:,} ({n / published:.1%})" for s, n in by_status.items()))
+    boxed = [r for rows in report.values() for r in rows if r["box_point"]]
+    if boxed:
+        lines.append(f"box/point regions without a mask in {sum(r['box_point'] for r in boxed):,} candidates of "
+                     f"{', '.join(r['name'] for r in boxed)}; {POLICY_EFFECT[policy]}")
     return "\n".join(lines)
 
 
-def mix(recipe: Recipe, out: Path, dry_run: bool = False, allow_missing: bool = False) -> dict[str, Any]:
-    """Select every stage; write the mix files and stats unless `dry_run`; return the stats."""
+def mix_marker(out: Path, recipe: Recipe) -> Path:
+    """The mix's completion marker: what it was made from and each stage file's sha256."""
+    return out / "mix" / recipe.name / "mix.done"
+
+
+def mix_fingerprint(out: Path, recipe: Recipe, policy: BoxRegions | None) -> dict[str, Any]:
+    """What a mix is made from: the recipe (canonical JSON), the box/point policy, MIX_VERSION and
+    the sha256 of every complete part of every source an entry can read (its source and the one
+    `segment` derives from it)."""
+    ingested = set(workspace.ingested_sources(out))
+    named = {e.source for stage in recipe.stages for e in stage.entries if e.source not in recipe.stage_names}
+    sources = sorted(s for source in named for s in (source, workspace.sam2_source(source)) if s in ingested)
+    hashes = workspace.FileHashes(out)
+    parts = [hashes.part(out, path) for source in sources for path, _ in workspace.source_parts(out, source)]
+    hashes.save()
+    return {"stage": "mix", "version": MIX_VERSION, "recipe": workspace.canonical_sha256(recipe.model_dump(mode="json")),
+            "box_regions": policy, "parts": parts}
+
+
+def mix_state(out: Path, recipe: Recipe, box_regions: BoxRegions | None = None) -> str:
+    """"" when the recipe's mix files are complete and made from the current inputs, else why not
+    (the fingerprint keys that changed, or a missing file): for `build --plan` and for `mix` itself."""
+    marker = mix_marker(out, recipe)
+    if not marker.is_file():
+        return "not mixed yet"
+    recorded = json.loads(marker.read_text(encoding="utf-8"))
+    changed = workspace.what_changed(recorded["made_from"], mix_fingerprint(out, recipe, box_regions or recipe.box_regions))
+    if changed:
+        return f"{changed} changed"
+    for stage in recipe.stages:
+        path = out / "mix" / recipe.name / f"{stage.name}.parquet"
+        if not path.is_file() or workspace.sha256_file(path) != recorded["stages"].get(stage.name):
+            return f"{path} is missing or was modified"
+    return ""
+
+
+def _remove_dropped_stages(out: Path, recipe: Recipe) -> None:
+    """Delete the mix files (and their shards) of stages the recipe no longer has: nothing stale stays."""
+    for path in sorted((out / "mix" / recipe.name).glob("*.parquet")):
+        if path.stem not in recipe.stage_names:
+            path.unlink()
+            shards = out / "shards" / recipe.name / path.stem
+            if shards.is_dir():
+                shutil.rmtree(shards)
+            print(f"mix {recipe.name}: stage {path.stem} is no longer in the recipe: removed {path} and {shards}")
+
+
+def mix(recipe: Recipe, out: Path, dry_run: bool = False, allow_missing: bool = False,
+        box_regions: BoxRegions | None = None) -> dict[str, Any]:
+    """Select every stage; write the mix files and stats unless `dry_run`; return the stats.
+    `box_regions` overrides the recipe's policy for box/point regions."""
+    policy = box_regions or recipe.box_regions
     ingested = set(workspace.ingested_sources(out))
     clash = sorted(recipe.stage_names & (ingested | set(registry.available())))
     if clash:  # `source: NAME` would re-sample the stage and silently ignore the source
         raise MixError(f"recipe {recipe.name}: stages {clash} are named like sources; rename them")
     if not (dry_run or allow_missing):
         _check_missing(recipe, ingested)
+    stats_file = out / "stats" / f"mix-{recipe.name}.json"
+    if not dry_run and not mix_state(out, recipe, policy) and stats_file.is_file():
+        print(f"mix {recipe.name}: complete, made from the same recipe and parts: reused ({mix_marker(out, recipe)})")
+        return json.loads(stats_file.read_text(encoding="utf-8"))
     hasher = ContentHasher(out)
     selections, report = {}, {}
     for stage in recipe.stages:  # in recipe order, so that a re-sample finds its earlier stage's selection
-        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher, selections)
-    stats = {"recipe": recipe.name, "seed": recipe.seed, "stages": report,
+        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher, selections, policy)
+    stats = {"recipe": recipe.name, "seed": recipe.seed, "box_regions": policy, "stages": report,
              "duplicates_removed": sum(r["duplicates"] for rows in report.values() for r in rows)}
     if not dry_run:
+        mix_marker(out, recipe).unlink(missing_ok=True)  # incomplete until every file is written
+        _remove_dropped_stages(out, recipe)
         for stage, selection in selections.items():
             write_selection(out / "mix" / recipe.name / f"{stage}.parquet", selection)
-        workspace.write_json_atomic(out / "stats" / f"mix-{recipe.name}.json", stats)
+        workspace.write_json_atomic(stats_file, stats)
+        workspace.write_json_atomic(mix_marker(out, recipe), {
+            "made_from": mix_fingerprint(out, recipe, policy),
+            "stages": {stage: workspace.sha256_file(out / "mix" / recipe.name / f"{stage}.parquet") for stage in selections}})
     return stats
 
 
@@ -263,16 +396,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="Print the plan (status, requested, available per entry) and write nothing.")
     parser.add_argument("--allow-missing", action="store_true",
                         help="Mix what is there when an entry's source has no adapter or is not ingested; the report shows the shortfall.")
+    parser.add_argument("--box-regions", choices=get_args(BoxRegions),
+                        help="Policy for box/point regions (default: the recipe's box_regions): read the sources `segment` "
+                             "masked with SAM 2 or with the box (`vg` -> vg_sam2), or drop those samples.")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         recipe = load_recipe(args.recipe)
-        stats = mix(recipe, args.out, args.dry_run, args.allow_missing)
+        stats = mix(recipe, args.out, args.dry_run, args.allow_missing, args.box_regions)
     except MixError as err:
         print(f"pixelrefer mix: {err}", file=sys.stderr)
         return 1
-    print(format_report(recipe, stats["stages"]))
+    print(format_report(recipe, stats["stages"], stats["box_regions"]))
     short = [r["name"] for rows in stats["stages"].values() for r in rows
              if r["status"] in _SELECTING and r["selected"] < r["requested"]]
     if short:

@@ -12,7 +12,15 @@ region on every annotated frame, and writes
     OUT/shards/<recipe>/<stage>/index.json          shard list, sample counts, bytes, sha256
     OUT/shards/<recipe>/<stage>/sizes.json          shard name -> sample count
     OUT/shards/<recipe>/<stage>/rejects.jsonl       {reason, locator, detail} of rejected samples
-    OUT/shards/<recipe>/<stage>/config.json         the settings; a rerun with other settings is refused
+    OUT/shards/<recipe>/<stage>/config.json         what the shards are made from (see below)
+
+Nothing stale: config.json (and index.json's `made_from`) records the mix file and its sha256,
+the sha256 of every unified part the mix reads, the SAOT/limits/view settings, SHARD_VERSION and
+the shard format. A rerun whose data changed (a re-mix over other entries, or a re-ingested part:
+a part can change under an unchanged mix file) deletes the stage's shards and redoes them all,
+saying so; a rerun with other settings is refused with the settings that differ (rerun with the
+same flags, or delete the folder), since it would silently replace shards made on purpose with
+other flags.
 
 Deterministic: a shard closes by sample count or byte size in mix order, tar members carry fixed
 mtime/uid/gid/mode, PNG settings are fixed. Resumable: a shard whose stats file exists is kept and
@@ -46,8 +54,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pipelines import raypool, workspace
-from schemas import Reject, Sample
-from schemas import masks
+from schemas import Reject, Sample, masks
 from sources import imagedecode
 from sources.media import MissingFrame, load_frames, read_media_bytes
 from sources.roots import Roots
@@ -62,6 +69,7 @@ ORIGINAL_IMAGE_TYPES = ("jpg", "jpeg", "png")  # stored as-is when 8-bit grey/RG
 PNG_LEVEL = 1  # fixed zlib level: fast, and part of the byte-identity contract
 CHUNK = 8  # samples per Ray task
 VIEW_SIZE = 384  # stored global view of images: SigLIP-so400m-patch14-384, the PixelRefer 2B/7B vision input
+SHARD_VERSION = "1"  # bump when the encoding changes, so that finished shards are redone
 
 
 @dataclass(frozen=True)
@@ -86,10 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Close a shard after this many samples (default %(default)s).")
     parser.add_argument("--max-shard-bytes", type=int, default=ShardLimits.max_bytes,
                         help="Close a shard before it would exceed this many bytes (default %(default)s).")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="Ray encoder actors (0: encode in this process; each actor takes a GPU when the cluster has one).")
-    parser.add_argument("--ray-address", default=None,
-                        help="Ray cluster address (implies at least one actor; default: no Ray, or local Ray with --workers).")
+    raypool.add_ray_arguments(parser, what="Each is an encoder actor, on a GPU when the cluster has one. ")
 
 
 # ---------------------------------------------------------------- one sample -> tar members
@@ -287,19 +292,19 @@ def _chunks(rows: Iterable[tuple[int, tuple[Sample, Roots]]]) -> Iterator[list[t
 
 def encoded(rows: Iterable[tuple[int, tuple[Sample, Roots]]], cfg: SaotConfig, view_size: int, workers: int,
             ray_address: str | None) -> Iterator[Outcome]:
-    """Outcomes in mix order: in this process, or on Ray actors (ordered map) when asked."""
-    if not workers and not ray_address:
+    """Outcomes in mix order: in this process, or on `workers` Ray actors (chunks, in order)."""
+    if not workers:
         device = saot_torch.default_device()
         for row, (sample, root) in rows:
             yield _outcome(row, sample, root, cfg, view_size, device)
         return
     import ray
-    from ray.util import ActorPool
 
-    with raypool.ray_session(ray_address, max(1, workers)):
+    with raypool.ray_session(ray_address, workers):
         actor = ray.remote(num_gpus=raypool.gpus_per_actor())(_Encoder)
-        pool = ActorPool([actor.remote(cfg, view_size) for _ in range(max(1, workers))])
-        for results in pool.map(lambda a, chunk: a.encode.remote(chunk), _chunks(rows)):
+        actors = [actor.remote(cfg, view_size) for _ in range(workers)]
+        for _, results in raypool.fan_out(actors, ((i, (c,)) for i, c in enumerate(_chunks(rows))), workers,
+                                          method="encode", ordered=True):
             yield from results
 
 
@@ -388,12 +393,13 @@ def write_shards(outcomes: Iterable[Outcome], dest: Path, start: int, first_row:
     return written
 
 
-def write_index(dest: Path, stats: list[dict], mix_name: str, cfg: SaotConfig, view_size: int) -> None:
+def write_index(dest: Path, stats: list[dict], made_from: dict) -> None:
     """index.json, sizes.json and rejects.jsonl of a stage, from its shards' stats files."""
     rejected = Counter()
     for s in stats:
         rejected.update(s["rejected"])
-    index = {"format": FORMAT, "mix": mix_name, "saot": asdict(cfg), "view_size": view_size,
+    index = {"format": FORMAT, "mix": made_from["mix"], "saot": made_from["saot"], "view_size": made_from["view_size"],
+             "made_from": made_from,
              "shards": [{k: s[k] for k in ("shard", "samples", "bytes", "sha256", "rows")} for s in stats],
              "samples": sum(s["samples"] for s in stats), "records": stats[-1]["rows"][1] if stats else 0,
              "rejected": dict(sorted(rejected.items()))}
@@ -405,25 +411,40 @@ def write_index(dest: Path, stats: list[dict], mix_name: str, cfg: SaotConfig, v
 
 def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, view_size: int = VIEW_SIZE, workers: int = 0,
                 ray_address: str | None = None) -> Path:
-    """Shard one mix file resumably; returns the stage's shard folder."""
+    """Shard one mix file resumably; returns the stage's shard folder. Shards made from another
+    mix file are redone; other settings are refused (ValueError naming them)."""
     recipe, stage = mix.parent.name, mix.stem
     dest = out / "shards" / recipe / stage
     dest.mkdir(parents=True, exist_ok=True)
-    config = {"mix": f"mix/{recipe}/{stage}.parquet", "saot": asdict(cfg), "view_size": view_size, "limits": asdict(limits)}
-    recorded = dest / "config.json"
-    if recorded.is_file() and json.loads(recorded.read_text(encoding="utf-8")) != config:
-        raise ValueError(f"{dest} holds shards made with other settings ({recorded}); "
-                         "rerun with the same flags, or delete that folder to rebuild")
-    workspace.write_json_atomic(recorded, config)
+    hashes = workspace.FileHashes(out)
+    used = sorted(set(pq.read_table(mix, columns=["part"]).column("part").to_pylist()))
+    data = {"mix_sha256": hashes.sha256(mix), "parts": [hashes.part(out, out / part) for part in used]}
+    hashes.save()
+    made_from = {"stage": "shard", "version": SHARD_VERSION, "format": FORMAT, "mix": f"mix/{recipe}/{stage}.parquet",
+                 "saot": asdict(cfg), "view_size": view_size, "limits": asdict(limits), **data}
+    recorded_path = dest / "config.json"
+    recorded = json.loads(recorded_path.read_text(encoding="utf-8")) if recorded_path.is_file() else None
+    settings = {k: v for k, v in made_from.items() if k not in data}
+    if recorded is not None and {k: v for k, v in recorded.items() if k not in data} != settings:
+        raise ValueError(f"{dest} holds shards made with other settings ({workspace.what_changed(recorded, made_from)} "
+                         f"differ from {recorded_path}); rerun with the same flags, or delete that folder to rebuild")
+    first = 0
+    if recorded is not None and {k: recorded.get(k) for k in data} != data:
+        print(f"shard {recipe}/{stage}: the data changed since these shards were made "
+              f"({workspace.what_changed({k: recorded.get(k) for k in data}, data)}; mix sha256 "
+              f"{str(recorded.get('mix_sha256'))[:12]} -> {data['mix_sha256'][:12]}): redoing every shard", flush=True)
+    else:
+        first = len(completed(dest))
+    _clear_after(dest, first)
+    workspace.write_json_atomic(recorded_path, made_from)
     workspace.remove_dead_temps(dest)
     done = completed(dest)
-    _clear_after(dest, len(done))
     first_row = done[-1]["rows"][1] if done else 0
     total = pq.read_metadata(mix).num_rows
     rows = ((r, item) for r, item in enumerate(workspace.iter_mixed_samples(out, mix)) if r >= first_row)
     progress = tqdm(rows, total=total, initial=first_row, desc=f"shard {recipe}/{stage}", unit="sample")
     new = write_shards(encoded(progress, cfg, view_size, workers, ray_address), dest, len(done), first_row, total, limits)
-    write_index(dest, done + new, config["mix"], cfg, view_size)
+    write_index(dest, done + new, made_from)
     return dest
 
 
@@ -434,7 +455,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = SaotConfig(mode=args.mode, lite=args.lite)
     limits = ShardLimits(args.max_samples_per_shard, args.max_shard_bytes)
     try:
-        dest = shard_stage(args.out, args.mix, cfg, limits, args.view_size, args.workers, args.ray_address)
+        dest = shard_stage(args.out, args.mix, cfg, limits, args.view_size, raypool.stage_workers(args.workers, args.ray_address),
+                           args.ray_address)
     except ValueError as err:
         print(f"pixelrefer shard: {err}", flush=True)
         return 2

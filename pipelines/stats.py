@@ -5,7 +5,8 @@
 Prints one row per (source, task) with samples, regions, frames (1 per image, the frame count
 per video, 0 for a text-only sample), regions by prompt kind (mask/box/point) and licences, a
 total row per source and a grand total; writes the same as `OUT/stats/summary.json`, together
-with each source's ingest counts (read/written/rejected) and the duplicates each mix removed. Reads only the columns it
+with each source's stage counts (`workspace.SourceStats`: stage, read/written/rejected, by_reason;
+ingest, segment and videoqa write the same schema) and the duplicates each mix removed. Reads only the columns it
 counts, part by part, so memory stays at one part.
 """
 
@@ -66,10 +67,9 @@ def summarize(out: Path) -> dict[str, Any]:
         for counts, licences in tasks.values():
             source_total.update(counts)
             source_licences.update(licences)
-        ingest_file = out / "stats" / f"{source}.json"
-        ingest = json.loads(ingest_file.read_text(encoding="utf-8")) if ingest_file.is_file() else {}
+        counts = workspace.read_source_stats(out, source) or {}
         sources[source] = {
-            "ingest": {k: ingest.get(k) for k in ("read", "written", "rejected", "rejected_by_reason")},
+            "counts": {k: counts.get(k) for k in ("stage", "read", "written", "rejected", "by_reason")},
             "tasks": {task: _row(*tasks[task]) for task in sorted(tasks)},
             "total": _row(source_total, source_licences),
         }

@@ -33,6 +33,8 @@ from schemas.sample import Task
 
 _NAME = r"^[A-Za-z0-9_.-]+$"
 
+BoxRegions = Literal["sam2", "box-mask", "drop"]  # a build's policy for box/point regions (see Recipe.box_regions)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -90,6 +92,10 @@ class Recipe(_Model):
     name: str = Field(pattern=_NAME, description="Output folder name: mix/<name>/.")
     description: str = ""
     seed: int = Field(default=0, description="Same seed, same selection and order.")
+    box_regions: BoxRegions | None = Field(
+        default=None, description="What the build does with box/point regions, which shards need as masks: SAM 2 masks, "
+        "the box rasterised as the mask (mask_origin box), or drop their samples; `build --box-regions` overrides it."
+    )
     stages: list[Stage] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -111,4 +117,5 @@ class Recipe(_Model):
 
     @classmethod
     def from_yaml(cls, path: Path) -> Recipe:
-        return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        with open(path, encoding="utf-8") as f:  # from the file, so a YAML error names it
+            return cls.model_validate(yaml.safe_load(f))

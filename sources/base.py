@@ -9,12 +9,17 @@ An adapter reads one public release in its official layout (`LAYOUT`, shown by
 * `records(roots, unit)` yields the unit's native records as `(locator, record)` pairs, in order;
 * `outcomes(roots, record, locator)` turns one record into its sample(s) and rejects, building
   each sample with `self.sample(...)` (which fills source, licence, id, provenance and validates);
+* `inputs(roots, unit)` names the annotation files a unit reads (default: its spec's `file`),
+  so that ingest can fingerprint them and redo a part whose files changed (an adapter whose
+  unit specs do not name their files under "file" overrides it);
 * `write_fixture(root)` writes a tiny deterministic copy of the release in the same native
   layout (known shapes, so masks are exact), including records for each known trap.
 
 `convert(roots, unit)` is shared: it isolates every record (`isolated`), so a record that fails
 becomes that record's reject, never its unit's; a failure no rule names is counted as
 `adapter_error` with the exception's type and message (our bug, shown in the ingest summary).
+A sample whose id an earlier record of the same unit already made (a release that lists a
+record twice) becomes a `duplicate_id` reject.
 `read = written + rejected` holds by construction. Adapters import only from `schemas`
 (DESIGN.md section 2).
 """
@@ -81,6 +86,10 @@ class Adapter(ABC):
     def outcomes(self, roots: Roots, record: Any, locator: str) -> Outcome | Iterable[Outcome]:
         """The sample(s) and rejects of one record; raise `Reject` to reject the whole record."""
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        """The annotation files `unit` reads (media files are not listed: the samples name them)."""
+        return [roots.annotations / unit.spec["file"]] if "file" in unit.spec else []
+
     @abstractmethod
     def write_fixture(self, root: Path) -> None:
         """Write a tiny native-layout copy of the release under `root`."""
@@ -88,11 +97,19 @@ class Adapter(ABC):
     def convert(self, roots: Roots | Path, unit: Unit) -> Iterator[Outcome]:
         """Every record's outcomes, each record isolated from the others."""
         roots = Roots.of(roots)
+        made: set[str] = set()  # a record repeating an earlier one's id (a release can list a record twice)
         for locator, record in self.records(roots, unit):
             if isinstance(record, Reject):
                 yield record
-            else:
-                yield from isolated(locator, self.outcomes, roots, record, locator)
+                continue
+            for outcome in isolated(locator, self.outcomes, roots, record, locator):
+                if isinstance(outcome, Sample):
+                    if outcome.id in made:
+                        outcome = Reject("duplicate_id", f"sample id {outcome.id} was already made from an earlier "
+                                         "record of this unit", outcome.provenance.locator)
+                    else:
+                        made.add(outcome.id)
+                yield outcome
 
     def sample(self, *, subset: str, native_id: str | int, file: str, locator: str, split: str = "train",
                license: str | None = None, **fields: Any) -> Sample:

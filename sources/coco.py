@@ -52,17 +52,25 @@ class CocoIndex:
     categories: dict[int, dict[str, Any]]
     orphans: list[dict[str, Any]]  # annotations whose image_id is not in images[]
     duplicates: dict[int, int]  # image id listed more than once -> how many annotations name it
+    malformed: list[str]  # `images[3]`, `annotations[7]`, ...: records without an integer id
 
 
-def _id(record: Any, kind: str, file: str) -> int:
-    value = record.get("id") if isinstance(record, dict) else None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{file}: {kind} record {str(record)[:80]} has no integer 'id'")
-    return value
+def _with_ids(records: list[Any], kind: str, malformed: list[str]) -> list[dict[str, Any]]:
+    """The records that are objects with an integer `id`; the others' places go to `malformed`."""
+    kept = []
+    for i, record in enumerate(records):
+        value = record.get("id") if isinstance(record, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool):
+            kept.append(record)
+        else:
+            malformed.append(f"{kind}[{i}]")
+    return kept
 
 
 def build_index(data: Any, file: str) -> CocoIndex:
-    """Index a parsed COCO-style file; a structural problem is a one-line ValueError naming `file`.
+    """Index a parsed COCO-style file; a file without the three top-level lists is a one-line
+    ValueError naming `file`, a record that is not an object with an integer id is listed in
+    `malformed` (one reject each), never the whole file's failure.
 
     An image id listed twice cannot tell which annotations belong to which record, so neither is
     used (today's LVIS loaders silently keep the later one, putting masks on the wrong image).
@@ -70,21 +78,25 @@ def build_index(data: Any, file: str) -> CocoIndex:
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or not isinstance(data.get(k), list)]
     if missing:
         raise ValueError(f"{file}: not a COCO-style annotation file (no list {missing[0]!r} at the top level)")
-    counts = Counter(_id(img, "image", file) for img in data["images"])
-    images = {img["id"]: img for img in sorted(data["images"], key=lambda img: img["id"]) if counts[img["id"]] == 1}
-    anns = sorted(data["annotations"], key=lambda a: _id(a, "annotation", file))
-    categories = {_id(c, "category", file): c for c in data["categories"]}
+    malformed: list[str] = []
+    image_records = _with_ids(data["images"], "images", malformed)
+    counts = Counter(img["id"] for img in image_records)
+    images = {img["id"]: img for img in sorted(image_records, key=lambda img: img["id"]) if counts[img["id"]] == 1}
+    anns = sorted(_with_ids(data["annotations"], "annotations", malformed), key=lambda a: a["id"])
+    categories = {c["id"]: c for c in _with_ids(data["categories"], "categories", malformed)}
     annotations: dict[int, list[dict[str, Any]]] = {}
     orphans, duplicates = [], {i: 0 for i, n in sorted(counts.items()) if n > 1}
     for ann in anns:
         image_id = ann.get("image_id")
-        if image_id in images:
+        if not isinstance(image_id, int):  # unhashable or foreign ids name no listed image
+            orphans.append(ann)
+        elif image_id in images:
             annotations.setdefault(image_id, []).append(ann)
         elif image_id in duplicates:
             duplicates[image_id] += 1
         else:
             orphans.append(ann)
-    return CocoIndex(images, annotations, categories, orphans, duplicates)
+    return CocoIndex(images, annotations, categories, orphans, duplicates, malformed)
 
 
 @lru_cache(maxsize=2)
@@ -223,6 +235,9 @@ class RecognitionAdapter(Adapter):
                 locator = f"{file}:annotations[id={ann['id']}]"
                 yield locator, Reject("image_record_missing", f"annotation {ann['id']} names image "
                                       f"{ann.get('image_id')}, which {file} does not list in images[]", locator)
+            for where in index.malformed:
+                locator = f"{file}:{where}"
+                yield locator, Reject("bad_record", "not an object with an integer `id`", locator)
             for image_id, n_annotations in index.duplicates.items():
                 locator = f"{file}:images[id={image_id}]"
                 yield locator, Reject("duplicate_image_id", f"image id {image_id} is listed more than once in "

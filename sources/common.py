@@ -18,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from schemas import Reject, Turn, masks
 from schemas.placeholders import obj
+from sources import jsonarray
 from sources.imagedecode import MAX_PIXELS
 from sources.roots import Roots
 
@@ -141,6 +142,8 @@ def line_spans(path: Path, target_bytes: int) -> list[dict]:
     """Consecutive lines of a JSONL file grouped into byte spans of about `target_bytes`, in one
     pass: `{"start", "end", "first", "count"}` (byte range, index of the first line, line count),
     the JSONL counterpart of `sources.jsonarray.spans`."""
+    if path.stat().st_size == 0:  # as for JSON: a file with no record at all is a broken download
+        raise jsonarray.JsonFileError(f"{path}: empty file at byte 0 (expected JSON lines)")
     out, span, pos = [], {"start": 0, "first": 0, "count": 0}, 0
     with open(path, "rb") as f:
         for index, line in enumerate(f):
@@ -164,8 +167,8 @@ def read_lines(path: Path, span: dict, file: str) -> Iterator[tuple[int, Any]]:
             if line.strip():
                 try:
                     yield index, json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                    yield index, Reject("bad_json", f"line {index + 1}: {err}", f"{file}[{index}]")
+                except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, > 4300 digits, too deep
+                    yield index, Reject("bad_json", f"line {index + 1}: {type(err).__name__}: {str(err)[:200]}", f"{file}[{index}]")
 
 
 @functools.lru_cache(maxsize=1024)

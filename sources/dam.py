@@ -67,11 +67,12 @@ def _member(tar: tarfile.TarFile, member: tarfile.TarInfo, ext: str, locator: st
 
 
 def webdataset_samples(tar_path: Path, tar_name: str) -> Iterator[tuple[str, Group]]:
-    """(key, {extension: bytes | Reject | None}) per WebDataset sample, streaming; members of one
+    """(key, {extension: bytes | Reject | None}) per WebDataset sample, in one pass that seeks past
+    what it does not read (a member declaring 4 GiB costs a seek, not a 4 GiB read); members of one
     key are adjacent. Raises ValueError naming the shard when it is not a readable tar."""
     key, group = None, {}
     try:
-        with tarfile.open(tar_path, "r|") as tar:
+        with tarfile.open(tar_path, "r:") as tar:  # seekable ("r|" would read through every skipped byte)
             for member in tar:
                 if member.isdir():
                     continue
@@ -103,6 +104,9 @@ class DamAdapter(Adapter):
         if not tars:
             raise FileNotFoundError(f"{roots.annotations}: no <Subset>/images/*.tar shards (expected layout:\n{self.LAYOUT})")
         return [Unit(self.name, tar, {"tar": tar}) for tar in tars]
+
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        return [roots.annotations / unit.spec["tar"]]  # annotations and images share the tar
 
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         """`(tar, key, members)` per WebDataset sample; a tar outside the roots is one reject."""

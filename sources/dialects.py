@@ -16,7 +16,8 @@ list a `region_index_out_of_range` reject.
             not repairable: `<Mark>`, `<Mark one>`.
 
 A new indexed dialect is one more `Dialect(tag=..., leftover=...)`. Dialects that name regions
-by position instead of index (VideoRefer's bare `<region>` in order) are not indexed dialects.
+by position instead of index (VideoRefer's and the PixelRefer release's bare `<region>` in
+order) are not indexed dialects: `PositionalBinder` reads them.
 
     >>> mapping = region_map(OSPREY, ["Is <region2> near <Region 3>?"], count=3, locator="x[0]")
     >>> mapping, rewrite(OSPREY, "Is <region2> near <Region 3>?", mapping)
@@ -30,7 +31,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from schemas import Reject, Turn
+from schemas.placeholders import obj
 from sources.common import native_turns
+
+# `[<region>]` or `<region>`, optionally named just before (`<object3><region>`, `<region0> [<region>]`),
+# or a later mention of such a name (`<object3>`)
+_POSITIONAL = re.compile(r"(?:<((?:region|object)\d+)>\s*)?(?:\[<region>\]|<region>)|<((?:region|object)\d+)>")
 
 
 @dataclass(frozen=True)
@@ -113,3 +119,29 @@ def map_conversation(
 def native_dialogue(*values: str) -> list[dict]:
     """Native turns alternating human/gpt, as the releases write them (for fixture writers)."""
     return [{"from": "gpt" if i % 2 else "human", "value": v} for i, v in enumerate(values)]
+
+
+class PositionalBinder:
+    """Positional dialect text -> canonical: the k-th `<region>` across a record's turns is
+    `<obj{k}>`. A name written just before it (`<object3><region>`) is bound to it, so later
+    mentions of `<object3>` become the same `<obj{k}>`; a name never bound is a
+    `placeholder_unbound` reject. Call it on each turn in order (a `native_turns` converter);
+    `seen` is then the number of `<region>` placeholders, which the caller checks against its
+    masks."""
+
+    def __init__(self, locator: str):
+        self.seen, self.names, self.locator = 0, {}, locator
+
+    def __call__(self, text: str) -> str:
+        return _POSITIONAL.sub(self._replace, text)
+
+    def _replace(self, m: re.Match) -> str:
+        name, mention = m.group(1), m.group(2)
+        if mention is not None:
+            if mention not in self.names:
+                raise Reject("placeholder_unbound", f"<{mention}> has no <{mention}><region> before it", self.locator)
+            return obj(self.names[mention])
+        if name is not None:
+            self.names[name] = self.seen
+        self.seen += 1
+        return obj(self.seen - 1)

@@ -55,3 +55,18 @@ def write_image(path: Path, width: int, height: int, rects: Sequence[Rect] = (),
 def write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int, container_format: str = "mp4") -> None:
+    """An mpeg4 clip of RGB `frames`, byte-identical across runs (bitexact, one thread); a
+    "matroska" container has no frame count in its header."""
+    import av  # only the video fixtures need PyAV
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())

@@ -27,17 +27,16 @@ One unit per annotation file (the v2 train file, the largest, holds ~10k videos)
 from __future__ import annotations
 
 import functools
-import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from schemas import Media, Reject, Region, RegionFrame, Sample, masks
 from schemas.placeholders import obj
-from sources import fixtures
+from sources import fixtures, jsonarray
 from sources.base import Adapter, Unit
 from sources.common import find_media, is_int, is_number, normalize_text, release_files, video_info
 from sources.roots import Roots
@@ -84,12 +83,17 @@ video/<name>.mp4               the videos, flat (v1) or in part folders video/<p
 
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         file = unit.spec["file"]
-        with open(roots.annotations / file, encoding="utf-8") as f:
-            data = json.load(f)
+        repeated: Counter = Counter()
+        data = jsonarray.load_json(roots.annotations / file, repeated)  # a bad file: one line naming it and the byte
         if not isinstance(data, dict):
             raise ValueError(f"{file}: not an HC-STVG annotation file (expected a JSON object of video name -> record)")
         for video, fields in data.items():
-            yield f"{file}[{video}]", (file, video, fields)
+            locator = f"{file}[{video}]"
+            if repeated[video]:  # listed more than once: which record is right is unknown, so none is used
+                for _ in range(repeated[video] + 1):
+                    yield locator, Reject("duplicate_key", f"video {video!r} is listed {repeated[video] + 1} times", locator)
+                continue
+            yield locator, (file, video, fields)
 
     def outcomes(self, roots: Roots, record: tuple[str, str, Any], locator: str) -> Sample:
         file, video, fields = record
@@ -163,18 +167,6 @@ def _box(xywh: Any, width: int, height: int, locator: str) -> list[float] | None
     return masks.clip_box(masks.xywh_to_xyxy(xywh), width, height)
 
 
-def write_mp4(path: Path, frames: list[np.ndarray], fps: int) -> None:
-    """An mpeg4 clip of RGB `frames`, byte-identical across runs (bitexact, one thread)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
 # ---- fixture: a 20-frame 48x32 v2 clip in a part folder, a 6-frame 40x24 v1 clip ----
 
 V2_SIZE, V1_SIZE = (48, 32), (40, 24)
@@ -201,8 +193,8 @@ def _v2(st_frame: int, boxes: list, english: str, img_num: int = 20, size: tuple
 
 def write_fixture(root: Path) -> None:
     """v2 (train_v2.json under anno_v2/) with its traps, and v1 (train.json under anno_v1/)."""
-    write_mp4(root / VIDEOS / "part_1" / "50_clip_b.mp4", _clip(V2_SIZE, 20), fps=5)
-    write_mp4(root / VIDEOS / "10_clip_a.mp4", _clip(V1_SIZE, 6), fps=5)
+    fixtures.write_video(root / VIDEOS / "part_1" / "50_clip_b.mp4", _clip(V2_SIZE, 20), fps=5)
+    fixtures.write_video(root / VIDEOS / "10_clip_a.mp4", _clip(V1_SIZE, 6), fps=5)
     tube = [_xywh(i) for i in range(1, 19)]
     fixtures.write_json(root / "anno_v2" / "train_v2.json", {
         # the good one: an 18-frame tube (frames 2..19), spread over 16 frames

@@ -30,6 +30,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -160,6 +161,8 @@ def _decode(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path) ->
                 raise _syntax_error(path, err, window.text, lambda p: window.base + p) from None
         except RecursionError:
             raise _too_deep(path, window.text, pos, lambda p: window.base + p) from None
+        except ValueError as err:  # not a syntax error: an integer of more than 4300 digits
+            raise _error(path, "invalid JSON", window.base + pos, f"in the value starting here: {str(err)[:80]}") from None
         pos = window.refill(pos)
 
 
@@ -204,11 +207,24 @@ def read_span(path: Path, span: dict) -> list[Any]:
     return values
 
 
-def load_json(path: Path) -> Any:
+def _counting(repeated_keys: Counter) -> Callable[[list[tuple[str, Any]]], dict]:
+    """An object hook that counts each key an object repeats (json keeps only the last value)."""
+    def build(pairs: list[tuple[str, Any]]) -> dict:
+        value = dict(pairs)
+        if len(value) < len(pairs):
+            repeated_keys.update(k for k, n in Counter(k for k, _ in pairs).items() for _ in range(n - 1))
+        return value
+
+    return build
+
+
+def load_json(path: Path, repeated_keys: Counter | None = None) -> Any:
     """A whole JSON file (for small files an adapter indexes at once: COCO-style, MeViS meta).
 
     Raises JsonFileError (one line, file and byte offset) for an empty or truncated file, invalid
-    JSON or UTF-8, or nesting too deep for the decoder.
+    JSON or UTF-8, or nesting too deep for the decoder. With `repeated_keys`, every key an object
+    lists again is counted there (the parsed object keeps the last value, as json does), so a
+    caller can reject records a release lists twice instead of losing one silently.
     """
     data = Path(path).read_bytes()
     skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
@@ -223,8 +239,11 @@ def load_json(path: Path) -> Any:
     if not text.strip(" \t\r\n"):
         raise _error(path, "empty file", len(data), "expected a JSON value")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=None if repeated_keys is None else _counting(repeated_keys))
     except json.JSONDecodeError as err:
         raise _syntax_error(path, err, text, byte_of) from None
     except RecursionError:
         raise _too_deep(path, text, 0, byte_of) from None
+    except ValueError as err:  # not a syntax error: an integer of more than 4300 digits
+        digits = re.search(r"[0-9]{4301,}", text)
+        raise _error(path, "invalid JSON", byte_of(digits.start() if digits else 0), str(err)[:80]) from None

@@ -135,9 +135,7 @@ def _qa(question: str, answer: str) -> list[dict]:
 def write_fixture(root: Path) -> None:
     """Video QA (a good clip, a missing one), image QA (one image, an image list, a record that
     starts with the answer), and text-only JSONL (two records, both media kinds, a broken line)."""
-    from sources.hcstvg import write_mp4  # the one mp4 writer of the fixtures
-
-    write_mp4(root / VIDEO_DIR / "academic_source/Charades/ABC12.mp4",
+    fixtures.write_video(root / VIDEO_DIR / "academic_source/Charades/ABC12.mp4",
               [fixtures.draw(32, 24, [(4 + 4 * i, 6, 12 + 4 * i, 14)], seed=i) for i in range(4)], fps=2)
     fixtures.write_json(root / VIDEO_FILE, [
         {"id": "ABC12", "data_source": "0_30_s_academic_v0_1", "video": "academic_source/Charades/ABC12.mp4",

@@ -38,6 +38,7 @@ from sources.roots import Roots
 
 SPLITS = {"train": "train", "valid_u": "val", "valid": "val"}  # folder -> split
 VIDEOS_PER_UNIT = 400  # a unit makes one streaming pass over mask_dict.json
+MAX_MASK_DEPTH = 64  # a value of mask_dict.json is a list of per-frame RLE dicts: 3 levels
 QUESTION = "Give a short expression that refers to {objs} by how {pronoun} in this video."
 
 
@@ -51,25 +52,57 @@ def objects_phrase(count: int) -> str:
 def _videos(meta_file: Path) -> dict[str, Any]:
     """The `videos` dict of a meta_expressions.json (a few MB: loaded whole, once per worker).
 
-    Raises ValueError naming the file (and byte, or video) when it is not JSON or not the official
-    structure.
+    Raises ValueError naming the file (and byte) when it is not JSON or has no `videos` object;
+    a malformed video or expression inside is that record's reject (see `records`).
     """
     data = jsonarray.load_json(meta_file)
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         raise ValueError(f"{meta_file}: expected {{\"videos\": {{<video>: ...}}}}")
-    for vid, video in videos.items():
-        if not (isinstance(video, dict) and isinstance(video.get("frames"), list) and isinstance(video.get("expressions"), dict)
-                and all(isinstance(e, dict) and isinstance(e.get("anno_id", []), list) for e in video["expressions"].values())):
-            raise ValueError(f"{meta_file}: video {vid!r} needs a `frames` list and an `expressions` dict of "
-                             "objects whose `anno_id` is a list")
     return videos
 
 
+def _well_formed(video: Any) -> bool:
+    return isinstance(video, dict) and isinstance(video.get("frames"), list) and isinstance(video.get("expressions"), dict)
+
+
+def _usable(expression: Any) -> bool:
+    return isinstance(expression, dict) and isinstance(expression.get("anno_id", []), list)
+
+
 def _masks_of(mask_file: Path, anno_ids: set[str]) -> dict[str, list]:
-    """The per-frame mask lists of `anno_ids` only, streamed out of a large mask_dict.json."""
-    with open(mask_file, "rb") as f:
-        return {key: value for key, value in ijson.kvitems(f, "", use_float=True) if key in anno_ids}
+    """The per-frame mask lists of `anno_ids` only, streamed out of a large mask_dict.json.
+
+    Streams ijson's prefix-free `basic_parse` events with a depth bound: its prefixed events
+    (`kvitems`) grow with the nesting, so a 400 KB value nested 200k deep takes over 12 GB and
+    minutes. A file that is not a readable JSON object is a ValueError naming it, in one line.
+    """
+    found: dict[str, Any] = {}
+    depth, key, builder = 0, None, None
+    try:
+        with open(mask_file, "rb") as f:
+            for event, value in ijson.basic_parse(f, use_float=True):
+                if event in ("end_map", "end_array"):
+                    depth -= 1
+                level = depth  # 0: the top-level object itself; 1: its keys and values
+                if event in ("start_map", "start_array"):
+                    depth += 1
+                    if depth > MAX_MASK_DEPTH:
+                        raise jsonarray.JsonFileError(f"{mask_file}: JSON nested more than {MAX_MASK_DEPTH} levels")
+                if level == 0:
+                    if event not in ("start_map", "end_map"):
+                        raise jsonarray.JsonFileError(f"{mask_file}: not a JSON object of anno_id -> per-frame masks")
+                elif level == 1 and event == "map_key":
+                    key, builder = value, (ijson.ObjectBuilder() if value in anno_ids else None)
+                elif builder is not None:
+                    builder.event(event, value)
+                    if level == 1 and event not in ("start_map", "start_array"):  # the key's value is complete
+                        found[key], builder = builder.value, None
+    except ijson.JSONError as err:
+        reason = err.args[0] if err.args else err
+        reason = reason.decode("latin-1") if isinstance(reason, bytes) else str(reason)
+        raise jsonarray.JsonFileError(f"{mask_file}: not readable JSON ({reason.strip().splitlines()[0][:200]})") from None
+    return found
 
 
 @functools.lru_cache(maxsize=8)
@@ -112,16 +145,28 @@ valid/    JPEGImages/<video>/<frame>.jpg                  meta_expressions.json 
                 units.append(Unit(self.name, f"{folder}:{k:06d}", {"split": folder, "videos": videos[k : k + VIDEOS_PER_UNIT]}))
         return units
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        folder = roots.annotations / unit.spec["split"]
+        return [p for p in (folder / "meta_expressions.json", folder / "mask_dict.json") if p.is_file()]
+
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         """`(folder, video id, video, expression id, expression, the unit's masks or None)` per expression."""
         folder = unit.spec["split"]
         videos = _videos(roots.annotations / folder / "meta_expressions.json")
         mask_file = roots.annotations / folder / "mask_dict.json"
-        wanted = {str(a) for v in unit.spec["videos"] for e in videos[v]["expressions"].values() for a in e.get("anno_id") or []}
+        good = [v for v in unit.spec["videos"] if _well_formed(videos[v])]
+        wanted = {str(a) for v in good for e in videos[v]["expressions"].values() if _usable(e) for a in e.get("anno_id") or []}
         mask_lists = _masks_of(mask_file, wanted) if mask_file.is_file() else None
         for vid in unit.spec["videos"]:
+            where = f"{folder}/meta_expressions.json videos.{vid}"
+            if vid not in good:
+                yield where, Reject("bad_record", "a video needs a `frames` list and an `expressions` object", where)
+                continue
             for exp_id, expression in videos[vid]["expressions"].items():
-                locator = f"{folder}/meta_expressions.json videos.{vid}.expressions.{exp_id}"
+                locator = f"{where}.expressions.{exp_id}"
+                if not _usable(expression):
+                    yield locator, Reject("bad_record", "an expression must be an object whose `anno_id` is a list", locator)
+                    continue
                 yield locator, (folder, vid, videos[vid], exp_id, expression, mask_lists)
 
     def outcomes(self, roots: Roots, record: tuple, locator: str) -> Sample:

@@ -109,6 +109,9 @@ JPEGImages/2008_000002.jpg ...         (VOC2010: declare VOCdevkit/VOC2010 as a 
         return [Unit(self.name, f"{ANNOTATIONS}-{k:05d}", {"files": names[start : start + self.files_per_unit]})
                 for k, start in enumerate(range(0, len(names), self.files_per_unit))]
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        return [roots.annotations / ANNOTATIONS / name for name in unit.spec["files"]]
+
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         for name in unit.spec["files"]:
             yield f"{ANNOTATIONS}/{name}", name

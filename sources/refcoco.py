@@ -79,6 +79,10 @@ train2014/COCO_train2014_000000000009.jpg ...   (COCO train2014: here or in a de
             raise FileNotFoundError(f"{roots.annotations}: none of {', '.join(REFS)} found (expected layout:\n{self.LAYOUT})")
         return [Unit(self.name, REFS[refs], {"refs": refs}) for refs in present]
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        refs = roots.annotations / unit.spec["refs"]
+        return [refs, refs.parent / "instances.json"]
+
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         """`(RefsFile, ref)` per ref of the unit's pickle; a refused or non-list pickle is one reject."""
         refs_file = unit.spec["refs"]

@@ -42,20 +42,18 @@ a unit seeks to its span and parses only it. Sample ids are `pixelrefer-release/
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 from schemas import Reject, Sample, Turn, masks
-from schemas.placeholders import obj
 from sources import fixtures, jsonarray
 from sources.base import Adapter, Unit
-from sources.common import FRAME_FOLDER_FPS, image_size, mask_region, native_turns
+from sources.common import FRAME_FOLDER_FPS, image_size, mask_region, native_turns, video_info
+from sources.dialects import PositionalBinder
 from sources.roots import Roots
 
 # file name -> subset (one record format; Lite differs only in how its trainer reads them)
@@ -69,8 +67,6 @@ UNIT_BYTES = 16 << 20
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 RECOGNITION_WORDS = 3
 PHRASE_WORDS = 20
-# an optional name before `<region>` binds it; a bare name is a later mention.
-_TOKEN = re.compile(r"(?:<((?:region|object)\d+)>\s*)?(?:\[<region>\]|<region>)|<((?:region|object)\d+)>")
 _FRAME_KEY = re.compile(r"[0-9]+")
 
 
@@ -91,36 +87,6 @@ def infer_task(kind: str, turns: list[Turn]) -> str:
     if longest <= PHRASE_WORDS:
         return "phrase_caption"
     return "detailed_caption" if kind == "image" else "video_caption"
-
-
-class _Binder:
-    """Native text -> canonical: the k-th `<region>` is `<obj{k}>`, and binds the name before it."""
-
-    def __init__(self, locator: str):
-        self.seen, self.names, self.locator = 0, {}, locator
-
-    def __call__(self, text: str) -> str:
-        return _TOKEN.sub(self._replace, text)
-
-    def _replace(self, m: re.Match) -> str:
-        name, mention = m.group(1), m.group(2)
-        if mention is not None:
-            if mention not in self.names:
-                raise Reject("placeholder_unbound", f"<{mention}> has no <{mention}><region> before it", self.locator)
-            return obj(self.names[mention])
-        if name is not None:
-            self.names[name] = self.seen
-        self.seen += 1
-        return obj(self.seen - 1)
-
-
-@functools.lru_cache(maxsize=1024)
-def probe_video(path: Path) -> tuple[int, int, int | None, float | None]:
-    """(width, height, frame count or None, fps or None) of a video file, from its header."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate) if stream.average_rate else None
-        return stream.codec_context.width, stream.codec_context.height, stream.frames or None, rate
 
 
 class ReleaseAdapter(Adapter):
@@ -162,7 +128,7 @@ PixelRefer-Lite_stage2_trainingdata.json
         if not isinstance(conversations, list) or not all(isinstance(t, dict) for t in conversations):
             raise Reject("bad_turn", "`conversations` must be a list of {from, value} objects", locator)
         skip = next((i for i, t in enumerate(conversations) if t.get("from") == "human"), len(conversations))
-        binder = _Binder(locator)
+        binder = PositionalBinder(locator)
         turns = native_turns(conversations[skip:], binder, locator)
         if not turns:
             raise Reject("bad_turn", "no human turn", locator)
@@ -219,10 +185,7 @@ PixelRefer-Lite_stage2_trainingdata.json
             return dict(kind="video", path=folder, frames=frames, fps=FRAME_FOLDER_FPS, width=width, height=height)
         if not path.is_file():
             raise Reject("video_missing", f"no video file or frame folder at {video}", locator)
-        try:
-            width, height, count, fps = probe_video(path)
-        except (av.FFmpegError, IndexError) as err:
-            raise Reject("video_unreadable", f"{video}: {err}", locator) from None
+        width, height, count, fps = video_info(roots, video, locator)
         return dict(kind="video", path=video, num_frames=count, fps=fps, width=width, height=height)
 
     @staticmethod
@@ -270,15 +233,8 @@ def image_rle(i: int) -> dict:
 
 
 def _write_mp4(path: Path) -> None:
-    """A 3-frame mpeg4 clip at 3 fps, byte-identical across runs (bitexact, one thread)."""
-    width, height = FIXTURE_SIZE
-    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("mpeg4", rate=3)
-        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(fixtures.draw(width, height, [clip_rect(i)], seed=i), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    """A 3-frame clip at 3 fps."""
+    fixtures.write_video(path, [fixtures.draw(*FIXTURE_SIZE, [clip_rect(i)], seed=i) for i in range(3)], fps=3)
 
 
 def _runs(mask: np.ndarray) -> list[int]:

@@ -141,8 +141,8 @@ def _metadata(roots: Roots, line: dict, locator: str) -> dict:
         raise Reject("metadata_missing", f"no metadata file at {name}", locator)
     try:
         meta = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise Reject("bad_metadata", f"{name}: {err}", locator) from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, > 4300 digits, too deep
+        raise Reject("bad_metadata", f"{name}: {type(err).__name__}: {str(err)[:200]}", locator) from None
     n = len(line["objects"])
     if not (isinstance(meta, dict) and is_int(meta.get("width")) and is_int(meta.get("height"))
             and isinstance(meta.get("boxes"), list) and isinstance(meta.get("segms"), list)):

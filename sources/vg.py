@@ -76,6 +76,9 @@ VG_100K_2/{image_id}.jpg   images2.zip  (a merged single folder works too: both 
             units.append(Unit(self.name, f"regions-{span['first']:08d}", spec))
         return units
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        return [roots.annotations / REGIONS, roots.annotations / IMAGE_DATA]
+
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, tuple[Any, list | None]]]:
         """Each image record with its image_data entry `[folder, width, height]` (None if unlisted)."""
         for offset, record in enumerate(jsonarray.read_span(roots.annotations / REGIONS, unit.spec)):

@@ -37,10 +37,10 @@ from typing import Any, NamedTuple
 import av
 
 from schemas import Reject, Sample, masks
-from schemas.placeholders import obj
 from sources import fixtures, jsonarray
 from sources.base import Adapter, Unit
 from sources.common import FRAME_FOLDER_FPS, image_size, line_spans, mask_region, native_turns
+from sources.dialects import PositionalBinder
 from sources.roots import Roots
 
 # file name -> (subset, task) of the released files.
@@ -54,7 +54,6 @@ TASK_KEYWORDS = {"detailed": "video_caption", "short": "phrase_caption"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 UNIT_BYTES = 16 << 20  # ~350 detailed-caption records; bounds a worker's memory
 FRAME_LIMIT = 2**31  # frame indices are int32 in the Arrow schema
-_PLACEHOLDER = re.compile(r"(?:<object(\d+)>\s*)?\[?<region>\]?|<object(\d+)>")
 
 
 def file_role(name: str) -> tuple[str, str]:
@@ -86,35 +85,6 @@ def probe_video(path: Path) -> VideoInfo:
         seconds = float(stream.duration * stream.time_base) if stream.duration else (container.duration or 0) / av.time_base
         estimate = math.ceil(seconds * rate) + 1 if rate and seconds else None  # + 1: see the module docstring
         return VideoInfo(stream.codec_context.width, stream.codec_context.height, count, rate, count or estimate)
-
-
-class _RegionOrder:
-    """Native text -> canonical: the k-th `<region>` across the turns is `<obj{k}>`.
-
-    `<objectN><region>` (or `<objectN> [<region>]`) also binds the name `<objectN>`, so later
-    mentions of `<objectN>` become the same `<obj{k}>`; a name never bound is rejected.
-    """
-
-    def __init__(self, objects: int, locator: str):
-        self.objects, self.seen, self.names, self.locator = objects, 0, {}, locator
-
-    def __call__(self, text: str) -> str:
-        return _PLACEHOLDER.sub(self._replace, text)
-
-    def _replace(self, m: re.Match) -> str:
-        intro, mention = m.group(1), m.group(2)
-        if mention is not None:
-            if mention not in self.names:
-                raise Reject("placeholder_unbound", f"<object{mention}> has no <object{mention}><region> before it", self.locator)
-            return obj(self.names[mention])
-        self.seen += 1
-        if intro is not None:
-            self.names[intro] = self.seen - 1
-        return obj(self.seen - 1)
-
-    def check_count(self) -> None:
-        if self.seen != self.objects:
-            raise Reject("placeholder_count_mismatch", f"{self.seen} <region> placeholders for {self.objects} objects", self.locator)
 
 
 class VideoReferAdapter(Adapter):
@@ -159,8 +129,9 @@ videorefer-qa-75k.json                  -> subset qa,               task video_q
                 if line.strip():  # a blank line is no record
                     try:
                         yield f"{file}[{index}]", (file, index, json.loads(line))
-                    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                        yield f"{file}[{index}]", Reject("bad_json", f"line {index + 1}: {err}", f"{file}[{index}]")
+                    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, > 4300 digits, too deep
+                        yield f"{file}[{index}]", Reject("bad_json", f"line {index + 1}: {type(err).__name__}: {str(err)[:200]}",
+                                                         f"{file}[{index}]")
 
     def outcomes(self, roots: Roots, record: tuple[str, int, Any], locator: str) -> Sample:
         file, index, native = record
@@ -178,9 +149,10 @@ videorefer-qa-75k.json                  -> subset qa,               task video_q
         if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
             raise Reject("bad_turn", "`conversations` must be a list of {from, value} objects", locator)
         media, frame_bound = self._media(roots, record, locator)
-        order = _RegionOrder(len(objects), locator)
-        conversation = native_turns(turns, order, locator)
-        order.check_count()
+        binder = PositionalBinder(locator)
+        conversation = native_turns(turns, binder, locator)
+        if binder.seen != len(objects):
+            raise Reject("placeholder_count_mismatch", f"{binder.seen} <region> placeholders for {len(objects)} objects", locator)
         regions = [self._region(entry, media["height"], media["width"], frame_bound, f"{locator} object {i}")
                    for i, entry in enumerate(objects)]
         return self.sample(
@@ -261,17 +233,9 @@ def _fixture_rle(frame: int) -> dict:
 
 
 def write_clip(path: Path, container_format: str = "mp4") -> None:
-    """A 3-frame mpeg4 clip at 3 fps, byte-identical across runs (bitexact, one thread); a
-    "matroska" one has no frame count in its header."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = FIXTURE_SIZE
-    with av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("mpeg4", rate=3)
-        stream.width, stream.height, stream.pix_fmt, stream.thread_count = width, height, "yuv420p", 1
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(fixtures.draw(width, height, [fixture_rect(i)], seed=i), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
+    """A 3-frame clip at 3 fps; a "matroska" one has no frame count in its header."""
+    frames = [fixtures.draw(*FIXTURE_SIZE, [fixture_rect(i)], seed=i) for i in range(3)]
+    fixtures.write_video(path, frames, fps=3, container_format=container_format)
 
 
 def _turns(question: str, answer: str) -> list[dict]:

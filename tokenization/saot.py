@@ -7,7 +7,7 @@ Public API (the shard writer and the trainer both call these; nothing else compu
     mask_geometry(mask, cfg=SaotConfig(), locator="") -> Geometry
         the same from a decoded (H, W) mask; an empty mask raises schemas.Reject('empty_mask').
     grid_mask(crop_mask, geom) -> torch.FloatTensor (gh, gw)
-        the crop's mask resized bilinearly to the 14-px token grid (as the released code does).
+        the crop's mask resized bilinearly to the 14-px token grid (official: as uint8, as released).
     token_count(grid, *, lite=False, n=32) -> int
         object tokens of one region frame: min(n, int(grid.sum())), or n for PixelRefer-Lite.
     position_grid(geom) -> np.float32 (gh, gw, 2)
@@ -22,7 +22,8 @@ Modes:
   quirks included: the box is `(y0, x0, y1, x1)` with *inclusive* clipped ends but the crop is
   the slice `[y0:y1, x0:x1]` (so the last padded row/column is dropped; our reading of the
   release, the reference notes do not spell the slice end out), and the position encoding reads
-  that box as `(x0, y0, x1, y1)` (axes swapped; released checkpoints were trained so).
+  that box as `(x0, y0, x1, y1)` (axes swapped; released checkpoints were trained so), and the
+  grid mask is resized as uint8 (0/1 cells; see `grid_mask`).
 * `paper` follows the paper: equation 2 without the implementation's large-object shrink, the
   full inclusive crop, and equation 4 with x over the width and y over the height.
 
@@ -147,9 +148,21 @@ def mask_geometry(mask: np.ndarray, cfg: SaotConfig = SaotConfig(), locator: str
 
 
 def grid_mask(crop_mask: np.ndarray | torch.Tensor, geom: Geometry) -> torch.Tensor:
-    """The crop mask resized bilinearly (align_corners=False) to the token grid, float32 (gh, gw)."""
-    m = torch.as_tensor(np.asarray(crop_mask), dtype=torch.float32)
-    return F.interpolate(m[None, None], size=geom.grid_hw, mode="bilinear", align_corners=False)[0, 0]
+    """The crop mask resized bilinearly (align_corners=False) to the token grid, float32 (gh, gw).
+
+    Official mode resizes the 0/1 mask as uint8, as the released loader does: it builds its masks
+    with `torch.from_numpy` of pycocotools' uint8 decode and calls `F.interpolate(..., 'bilinear')`
+    without `.float()` (reference notes, section 2b, step 4; `resize_image_mask` in
+    `pixelrefer/mm_utils.py`), and torch >= 2.0 (the release pins 2.4) resizes uint8 natively:
+    one axis at a time, rounding each pass half up, so every cell is 0 or 1 and a cell whose
+    taps hold any object pixel at weight >= 1/2 per pass is 1. Specks and thin lines therefore get
+    more (or, where taps miss them, fewer) tokens than the float resize's fractional sum. Paper
+    mode keeps the float resize.
+    """
+    dtype = torch.uint8 if geom.mode == "official" else torch.float32
+    m = torch.as_tensor(np.asarray(crop_mask)).to(dtype)
+    grid = F.interpolate(m[None, None], size=geom.grid_hw, mode="bilinear", align_corners=False)[0, 0]
+    return grid.float()
 
 
 def token_count(grid: np.ndarray | torch.Tensor, *, lite: bool = False, n: int = N_TOKENS) -> int:

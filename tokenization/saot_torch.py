@@ -23,9 +23,11 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -70,49 +72,48 @@ class CropOut:
     local: torch.Tensor | None  # uint8 (3, 224, 224): Lite local view, else None
 
 
-def _area_axis(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    """Shrink one axis by exact box filtering, as INTER_AREA does for non-integer factors.
+# Every resize here is separable: per axis, output pixel d is sum_k w[d, k] * x[idx[d, k]] over a
+# few source taps. The tap tables depend only on (source length, output length), so they are
+# built once in numpy and cached; one gather + weighted sum per axis then resizes a whole batch.
+Taps = tuple[np.ndarray, np.ndarray]  # idx int64 (size, K), w (size, K)
 
-    The mean of a piecewise-constant row over [i*r, (i+1)*r) is the difference of its running
-    sum, linearly interpolated at the two ends, divided by r: O(n) and batchable.
+
+@lru_cache(maxsize=4096)
+def _area_taps(n: int, size: int) -> Taps:
+    """INTER_AREA shrinking one axis: the exact box filter over [d*r, (d+1)*r), r = n / size.
+
+    Output d averages the source pixels its box covers, each weighted by the covered fraction
+    over r: at most ceil(r) + 1 taps (unused taps get weight 0 and a valid index).
     """
-    n = x.shape[dim]
     r = n / size
-    zero = torch.zeros_like(x.narrow(dim, 0, 1))
-    cum = torch.cat([zero, x.cumsum(dim)], dim)
-    pos = torch.arange(size + 1, dtype=torch.float64, device=x.device) * r
-    lo = pos.floor().long().clamp_(max=n - 1)
-    frac = (pos - lo).to(x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = size + 1
-    at = cum.index_select(dim, lo) + frac.view(shape) * (cum.index_select(dim, lo + 1) - cum.index_select(dim, lo))
-    return (at.narrow(dim, 1, size) - at.narrow(dim, 0, size)) / r
+    start = np.arange(size, dtype=np.float64)[:, None] * r
+    idx = np.floor(start) + np.arange(math.ceil(r) + 1)
+    overlap = np.minimum(start + r, idx + 1) - np.maximum(start, idx)
+    return np.minimum(idx, n - 1).astype(np.int64), np.clip(overlap, 0, None) / r
 
 
-def _area_enlarge_axis(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+@lru_cache(maxsize=4096)
+def _area_enlarge_taps(n: int, size: int) -> Taps:
     """INTER_AREA when any axis grows: 2-tap weights that keep source pixels whole where they fit.
 
     Output pixel d reads source s = floor(d * n / size) and s + 1 with weight
     f = frac((d + 1) - (s + 1) * size / n) (0 when that is <= 0), as OpenCV defines area enlarging.
     """
-    n = x.shape[dim]
-    d = torch.arange(size, dtype=torch.float64, device=x.device)
-    s = (d * (1 / (size / n))).floor()  # OpenCV multiplies by 1 / (size / n); keep its rounding
-    f = ((d + 1) - (s + 1) * (size / n)).float().double()  # OpenCV rounds f to float32 first
-    f = torch.where(f <= 0, torch.zeros_like(f), f - f.floor())
-    s = s.long().clamp_(max=n - 1)
-    f = torch.where(s >= n - 1, torch.zeros_like(f), f).to(x.dtype)
-    shape = [1] * x.dim()
-    shape[dim] = size
-    nxt = (s + 1).clamp_(max=n - 1)
-    return x.index_select(dim, s) * (1 - f.view(shape)) + x.index_select(dim, nxt) * f.view(shape)
+    d = np.arange(size, dtype=np.float64)
+    s = np.floor(d * (1 / (size / n)))  # OpenCV multiplies by 1 / (size / n); keep its rounding
+    f = ((d + 1) - (s + 1) * (size / n)).astype(np.float32).astype(np.float64)  # OpenCV rounds f to float32 first
+    f = np.where(f <= 0, 0, f - np.floor(f))
+    s = np.minimum(s, n - 1).astype(np.int64)
+    f = np.where(s >= n - 1, 0, f)
+    return np.stack([s, np.minimum(s + 1, n - 1)], 1), np.stack([1 - f, f], 1)
 
 
 COEF_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS: bilinear weights in 1/2048 steps
 
 
-def _linear_taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """INTER_LINEAR taps of one axis: source indices s0, s1 and integer weights w1 (w0 = 2048 - w1)."""
+@lru_cache(maxsize=4096)
+def _linear_taps(n: int, size: int) -> Taps:
+    """INTER_LINEAR taps of one axis: sources s0, s1 with integer weights 2048 - w1 and w1."""
     f = (np.arange(size) + 0.5) * (n / size) - 0.5
     s0 = np.floor(f).astype(np.int64)
     frac = f - s0
@@ -120,20 +121,27 @@ def _linear_taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     frac[s0 >= n - 1] = 0
     s0 = np.clip(s0, 0, n - 1)
     w1 = np.round(frac * (1 << COEF_BITS)).astype(np.int32)
-    return s0, np.minimum(s0 + 1, n - 1), w1
+    return np.stack([s0, np.minimum(s0 + 1, n - 1)], 1), np.stack([(1 << COEF_BITS) - w1, w1], 1)
 
 
-def _linear_axis(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    s0, s1, w1 = (torch.from_numpy(v).to(x.device) for v in _linear_taps(x.shape[dim], size))
-    shape = [1] * x.dim()
-    shape[dim] = size
-    w1 = w1.view(shape)
-    return x.index_select(dim, s0) * ((1 << COEF_BITS) - w1) + x.index_select(dim, s1) * w1
+def _axis(x: torch.Tensor, dim: int, taps: Taps) -> torch.Tensor:
+    """Resize axis `dim` of `x` with a tap table: one gather, then a weighted sum over the taps."""
+    idx, w = (torch.from_numpy(v).to(x.device) for v in taps)
+    size, k = idx.shape
+    gathered = x.index_select(dim, idx.view(-1)).unflatten(dim, (size, k))
+    shape = [1] * gathered.dim()
+    shape[dim : dim + 2] = [size, k]
+    w = w.to(x.dtype).view(shape)
+    out = gathered.select(dim + 1, 0) * w.select(dim + 1, 0)
+    for j in range(1, k):
+        out += gathered.select(dim + 1, j) * w.select(dim + 1, j)
+    return out
 
 
 def linear_fixed_point(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """INTER_LINEAR as 11-bit integer gathers (the CUDA path; exact on any device)."""
-    y = _linear_axis(_linear_axis(batch.int(), 3, size[1]), 2, size[0])
+    h, w = batch.shape[2:]
+    y = _axis(_axis(batch.int(), 3, _linear_taps(w, size[1])), 2, _linear_taps(h, size[0]))
     return ((y + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS)).clamp_(0, 255).to(torch.uint8)
 
 
@@ -149,10 +157,8 @@ def _resize(batch: torch.Tensor, size: tuple[int, int], area: bool) -> torch.Ten
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False).contiguous()
     if not area:
         return linear_fixed_point(batch, size)
-    if size[0] <= h and size[1] <= w:
-        y = _area_axis(_area_axis(batch.double(), 2, size[0]), 3, size[1])
-    else:
-        y = _area_enlarge_axis(_area_enlarge_axis(batch.double(), 2, size[0]), 3, size[1])
+    taps = _area_taps if size[0] <= h and size[1] <= w else _area_enlarge_taps
+    y = _axis(_axis(batch.double(), 2, taps(h, size[0])), 3, taps(w, size[1]))
     return y.round_().clamp_(0, 255).to(torch.uint8)
 
 

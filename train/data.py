@@ -57,13 +57,16 @@ class Views:
     """Vision patch size: a frame of side S gives (S / patch)^2 global tokens."""
     video_max_tokens: int
     """Global tokens of one video, all frames together (official mm_max_length 8192)."""
+    video_merge: int = 1
+    """Spatial merge of video frames in the tower (VideoLLaMA3: 2, one token per 2x2 patches)."""
 
     def video_side(self, frames: int) -> int:
-        """Side of each frame of an F-frame clip: g x g patches with g = min(image_size / patch,
-        floor(sqrt(budget / F))), at least one patch. Stands in for VideoLLaMA3's per-frame
-        down-scaling and 2x2 token merge: a 180-frame clip gets 6x6 patches per frame at 8192."""
-        g = min(self.image_size // self.patch, math.isqrt(self.video_max_tokens // max(frames, 1)))
-        return max(g, 1) * self.patch
+        """Side of each frame of an F-frame clip: g x g tokens with g = min(image_size / (patch x merge),
+        floor(sqrt(budget / F))), at least one token. Without merge this stands in for VideoLLaMA3's
+        per-frame down-scaling and 2x2 token merge: a 180-frame clip gets 6x6 patches per frame at 8192."""
+        cell = self.patch * self.video_merge
+        g = min(self.image_size // cell, math.isqrt(self.video_max_tokens // max(frames, 1)))
+        return max(g, 1) * cell
 
 
 @dataclass
@@ -87,6 +90,8 @@ class Encoded:
     """Whether the global frames' features are given to the LLM (`<image>` tokens present)."""
     objects: list[ObjectView]
     """Region frames in the order their `<REGION>` groups appear in `input_ids`."""
+    merge: int = 1
+    """Spatial merge of the frames in the tower (Views.video_merge for a clip in the text, else 1)."""
 
 
 @dataclass
@@ -96,37 +101,54 @@ class RegionBatch:
     input_ids, labels, attention_mask: (B, T); images: per sample with frames, its (F, 3, S, S)
     uint8 frames (S differs between images and clips); image_in_text: (N_frames,) bool over all
     frames in order; objects: region frames in scatter order, `frame` indexing all frames.
+    A packed batch is one row (1, T) with no padding: attention_mask is None and position_ids
+    restart at 0 for every sample, which transformers turns into a block-diagonal causal mask.
     """
 
     input_ids: torch.Tensor
     labels: torch.Tensor
-    attention_mask: torch.Tensor
+    attention_mask: torch.Tensor | None
     images: list[torch.Tensor]
     image_in_text: torch.Tensor
     objects: list[ObjectView] = field(default_factory=list)
+    position_ids: torch.Tensor | None = None
+    merges: list[int] = field(default_factory=list)
+    """Spatial merge of each entry of `images` (empty: all 1)."""
 
     @property
     def supervised(self) -> int:
         return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
+    @property
+    def tokens(self) -> int:
+        """Input tokens, padding excluded."""
+        return self.input_ids.numel() if self.attention_mask is None else int(self.attention_mask.sum())
 
     def to(self, device: torch.device) -> RegionBatch:
         def move(o: ObjectView) -> ObjectView:
             local = o.local.to(device) if o.local is not None else None
             return ObjectView(o.crop.to(device), o.grid.to(device), o.pos.to(device), o.tokens, o.frame, local)
 
-        return RegionBatch(self.input_ids.to(device), self.labels.to(device), self.attention_mask.to(device),
-                           [f.to(device) for f in self.images], self.image_in_text.to(device), [move(o) for o in self.objects])
+        def maybe(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return RegionBatch(self.input_ids.to(device), self.labels.to(device), maybe(self.attention_mask),
+                           [f.to(device) for f in self.images], self.image_in_text.to(device), [move(o) for o in self.objects],
+                           maybe(self.position_ids), self.merges)
 
 
 def encode(example: Example, tokenizer, cfg: RenderConfig, views: Views) -> Encoded:
     """Render one example; raises `Reject` (too_long, token_count_mismatch)."""
+    lite = cfg.layout == "lite"
+    image_in_text = not lite or not example.sample.regions
+    clip = example.sample.media is not None and example.sample.media.kind == "video"
+    merge = views.video_merge if clip and image_in_text else 1
     visual = VisualTokens(
-        frame_tokens=[(example.frames.shape[-1] // views.patch) ** 2] * example.frames.shape[0],
+        frame_tokens=[(example.frames.shape[-1] // (views.patch * merge)) ** 2] * example.frames.shape[0],
         frame_times=example.frame_times,
         region_tokens=[[o.tokens for o in views] for views in example.objects],
     )
     out = render(example.sample, visual, tokenizer, cfg)
-    lite = cfg.layout == "lite"
     objects = []
     for r in out.region_order:
         for view in example.objects[r]:
@@ -135,8 +157,7 @@ def encode(example: Example, tokenizer, cfg: RenderConfig, views: Views) -> Enco
                 local = view.local if view.local is not None else square(view.crop, views.local_size)
                 view = ObjectView(view.crop, view.grid, view.pos, tokens, view.frame, local)
             objects.append(view)
-    image_in_text = not lite or not example.sample.regions
-    return Encoded(out.input_ids, out.labels, example.frames, image_in_text, objects)
+    return Encoded(out.input_ids, out.labels, example.frames, image_in_text, objects, merge)
 
 
 def square(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -157,25 +178,42 @@ def encode_all(examples: Sequence[Example], tokenizer, cfg: RenderConfig, views:
     return kept, rejects
 
 
-def collate(items: Sequence[Encoded], pad_id: int) -> RegionBatch:
-    """Right-pad ids with `pad_id` and labels with IGNORE_INDEX; concatenate frames and objects.
+def collate(items: Sequence[Encoded], pad_id: int, pack: bool = False) -> RegionBatch:
+    """Right-pad ids with `pad_id` and labels with IGNORE_INDEX (or pack them into one row);
+    concatenate frames and objects.
 
     Example: two items of 3 and 2 tokens give input_ids [[a, b, c], [d, e, pad]],
-    attention_mask [[1, 1, 1], [1, 1, 0]].
+    attention_mask [[1, 1, 1], [1, 1, 0]]; packed: input_ids [[a, b, c, d, e]],
+    position_ids [[0, 1, 2, 0, 1]], attention_mask None, and the label of d is IGNORE_INDEX (in
+    a padded row the first token is never a target, so its label must not be one here either).
     """
-    width = max(len(it.input_ids) for it in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(items), width), dtype=torch.long)
+    ids, labels, mask, positions = _packed(items) if pack else _padded(items, pad_id)
     objects, frames, in_text, offset = [], [], [], 0
-    for b, it in enumerate(items):
-        n = len(it.input_ids)
-        ids[b, :n], labels[b, :n], mask[b, :n] = _long(it.input_ids), _long(it.labels), 1
+    for it in items:
         objects += [ObjectView(o.crop, o.grid, o.pos, o.tokens, o.frame + offset, o.local) for o in it.objects]
         frames.append(it.frames)
         in_text += [it.image_in_text] * it.frames.shape[0]
         offset += it.frames.shape[0]
-    return RegionBatch(ids, labels, mask, [f for f in frames if f.shape[0]], torch.tensor(in_text, dtype=torch.bool), objects)
+    return RegionBatch(ids, labels, mask, [f for f in frames if f.shape[0]], torch.tensor(in_text, dtype=torch.bool),
+                       objects, positions, [it.merge for it in items if it.frames.shape[0]])
+
+
+def _padded(items: Sequence[Encoded], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+    width = max(len(it.input_ids) for it in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for b, it in enumerate(items):
+        n = len(it.input_ids)
+        ids[b, :n], labels[b, :n], mask[b, :n] = _long(it.input_ids), _long(it.labels), 1
+    return ids, labels, mask, None
+
+
+def _packed(items: Sequence[Encoded]) -> tuple[torch.Tensor, torch.Tensor, None, torch.Tensor]:
+    ids = _long([t for it in items for t in it.input_ids])[None]
+    labels = _long([t for it in items for t in [IGNORE_INDEX, *it.labels[1:]]])[None]
+    positions = torch.cat([torch.arange(len(it.input_ids)) for it in items])[None]
+    return ids, labels, None, positions
 
 
 def _long(values: list[int]) -> torch.Tensor:
@@ -208,12 +246,13 @@ class Loader(torch.utils.data.IterableDataset):
     of full micro-batches (no DDP hang at epoch end). Batch g (counted over all epochs) is built by
     DataLoader worker g % workers, so round-robin collection keeps the order for any worker count;
     items of other ranks' positions and of other workers' batches are never encoded. The position
-    is the number of batches consumed (`state_dict`).
+    is the number of batches consumed (`state_dict`). With `pack`, each micro-batch is one packed
+    row (`collate`): the same samples in the same order, without padding.
     """
 
-    def __init__(self, source, micro_batch: int, rank: int, world: int, seed: int, pad_id: int):
+    def __init__(self, source, micro_batch: int, rank: int, world: int, seed: int, pad_id: int, pack: bool = False):
         self.source, self.micro_batch, self.rank, self.world = source, micro_batch, rank, world
-        self.seed, self.pad_id = seed, pad_id
+        self.seed, self.pad_id, self.pack = seed, pad_id, pack
         self.batches_per_epoch = len(source) // world // micro_batch
         if self.batches_per_epoch == 0:
             raise ValueError(f"{len(source)} samples cannot fill one micro-batch of {micro_batch} on each of {world} ranks")
@@ -263,4 +302,4 @@ class Loader(torch.utils.data.IterableDataset):
             print(f"rank {self.rank}: skipped {message}", file=sys.stderr)
         if not items:
             raise ValueError(f"every sample of a micro-batch was rejected: {rejected}")
-        return collate(items, self.pad_id)
+        return collate(items, self.pad_id, self.pack)

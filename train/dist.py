@@ -47,12 +47,13 @@ def cleanup() -> None:
         torch_dist.destroy_process_group()
 
 
-def all_reduce_sum(value: float, d: Dist) -> float:
+def all_reduce_sum(values: list[float], d: Dist) -> list[float]:
+    """Sums over ranks of several numbers, in one collective."""
     if d.world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=d.device)
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
     torch_dist.all_reduce(t)
-    return float(t.item())
+    return t.tolist()
 
 
 def barrier(d: Dist) -> None:
@@ -61,17 +62,26 @@ def barrier(d: Dist) -> None:
 
 
 def wrap(model: nn.Module, d: Dist, strategy: str) -> nn.Module:
-    """DDP (default) or FSDP2 (each LLM decoder layer, then the root) when world > 1."""
+    """DDP (default) or FSDP2 (each LLM decoder layer, then the root) when world > 1.
+
+    FSDP2 needs one dtype per sharded unit: the trainer casts the model to fp32 first."""
     if d.world == 1:
         return model
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for layer in model.llm.model.layers:
+        for layer in decoder_layers(model.llm):
             fully_shard(layer)
         return fully_shard(model)
     device_ids = [d.local_rank] if d.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def decoder_layers(llm: nn.Module) -> list[nn.Module]:
+    """The LLM's decoder layers, by the class names transformers lists in `_no_split_modules`: the
+    same for any backbone, and for a LoRA-wrapped LLM (peft forwards the attribute)."""
+    names = set(llm._no_split_modules or ())
+    return [m for m in llm.modules() if type(m).__name__ in names]
 
 
 def no_sync(model: nn.Module, last: bool):

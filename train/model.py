@@ -1,7 +1,8 @@
 """PixelRefer models: the Vision-Object framework and the Object-Only framework (PixelRefer-Lite).
 
-Both wrap a Hugging Face causal LM and vision tower (built from a named preset with random
-weights, or loaded from a local folder: never downloaded) and differ in what reaches the LLM:
+Both wrap a Hugging Face causal LM, vision tower and projector from a backbone
+(`train.backbones`: `siglip-qwen2`, or `videollama3`, the paper's VideoLLaMA3-Image start; random
+presets or local folders, never downloaded) and differ in what reaches the LLM:
 
 * `pixelrefer` (Vision-Object): global frames -> vision tower -> mlp2x_gelu projector -> the
   `<image>` positions; each region frame's SAOT crop -> vision tower, + relative position
@@ -15,43 +16,25 @@ Features are scattered into the placeholder positions in order; a count mismatch
 When a batch has no regions (or no global images) the unused branch runs on a dummy input with
 weight 0 so every trainable parameter gets a gradient and DDP never hangs.
 
-    model = build_model(ModelConfig(), vocab_size=len(tokenizer), special_ids=...)
+    model = build_model(ModelConfig(), tokenizer)
     loss_sum, n_supervised = model(batch)
+    embeds = model.embed(batch)          # the LLM's input embeddings, features scattered in (generation)
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
 
 from tokenization.chat import IGNORE_INDEX
 from tokenization.saot_torch import saot_crop
+from train.backbones import BACKBONES, Backbone, mlp
 from train.config import ModelConfig
 from train.data import RegionBatch
-
-# Named architectures with random init (tests, demo, benchmarks); anything else is a local folder.
-LLM_PRESETS: dict[str, dict] = {
-    "tiny-qwen2": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=64, tie_word_embeddings=True),
-    "qwen2.5-1.5b-random": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
-                                intermediate_size=8960, tie_word_embeddings=True, rope_theta=1e6),
-}
-VISION_PRESETS: dict[str, dict] = {
-    "tiny-siglip": dict(image_size=28, patch_size=14, hidden_size=32, intermediate_size=64,
-                        num_hidden_layers=2, num_attention_heads=4),
-    "siglip-so400m-random": dict(image_size=384, patch_size=14, hidden_size=1152, intermediate_size=4304,
-                                 num_hidden_layers=27, num_attention_heads=16),
-}
-
-
-def mlp(d_in: int, d_out: int) -> nn.Sequential:
-    """The 2-layer GELU MLP (mlp2x_gelu)."""
-    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+from train.released import load_released
 
 
 def kmeans(x: torch.Tensor, k: int, iterations: int, seed: int) -> torch.Tensor:
@@ -128,12 +111,12 @@ class ObjectInfusion(nn.Module):
 class RegionMLLM(nn.Module):
     """Vision tower + projector + object encoder (+ infusion for Lite) + causal LM."""
 
-    def __init__(self, llm: nn.Module, vision: nn.Module, cfg: ModelConfig, image_id: int, region_id: int):
+    def __init__(self, backbone: Backbone, cfg: ModelConfig, image_id: int, region_id: int):
         super().__init__()
         self.cfg, self.image_id, self.region_id = cfg, image_id, region_id
-        self.llm, self.vision = llm, vision
-        d_vision, d_llm = vision.config.hidden_size, llm.config.hidden_size
-        self.projector = mlp(d_vision, d_llm)
+        self.llm, self.vision, self.projector = backbone.llm, backbone.vision, backbone.projector
+        self._features, self.video_merge = backbone.features, backbone.video_merge
+        d_vision, d_llm = self.vision.config.hidden_size, self.llm.config.hidden_size
         lite = cfg.framework == "lite"
         self.object_encoder = ObjectEncoder(d_vision, d_llm, cfg.object_tokens, cfg.kmeans_iterations, cfg.seed, pad=lite)
         self.infusion = ObjectInfusion(d_vision, cfg.infusion_heads) if lite else None
@@ -142,31 +125,32 @@ class RegionMLLM(nn.Module):
     def patch(self) -> int:
         return self.vision.config.patch_size
 
-    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, H, W) -> (N, cells, d_vision) features of the chosen layer (no grad when frozen).
+    def encode_images(self, pixels: torch.Tensor, merge: int = 1) -> torch.Tensor:
+        """uint8 (N, 3, H, W) -> (N, cells, d_vision) tower features (no grad when frozen); `merge`
+        2 gives one cell per 2x2 patches (VideoLLaMA3 video frames).
 
         Pixels arrive as uint8 (4x less host memory and transfer than floats) and are normalised
-        here, on the model's device, with SigLIP's mean 0.5 and std 0.5: x / 127.5 - 1."""
+        here, on the model's device, with mean 0.5 and std 0.5 (SigLIP's and VideoLLaMA3's): x / 127.5 - 1."""
         if pixels.dtype != torch.uint8:
             raise TypeError(f"pixels must be uint8 RGB, got {pixels.dtype}")
         frozen = not any(p.requires_grad for p in self.vision.parameters())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
             x = pixels.to(self._dtype) / 127.5 - 1.0
-            out = self.vision(pixel_values=x, interpolate_pos_encoding=True, output_hidden_states=True)
-        return out.hidden_states[self.cfg.vision_select_layer]
+            return self._features(self.vision, x, merge, self.cfg.vision_select_layer)
 
     @property
     def _dtype(self) -> torch.dtype:
         return next(self.vision.parameters()).dtype
 
-    def frame_features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
-        """(cells, d_vision) features of every frame, in batch order; frames of one size share a tower call."""
-        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    def frame_features(self, images: list[torch.Tensor], merges: list[int] | None = None) -> list[torch.Tensor]:
+        """(cells, d_vision) features of every frame, in batch order; frames of one size and merge share a tower call."""
+        merges = merges or [1] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, frames in enumerate(images):
-            by_size[tuple(frames.shape[1:])].append(i)
+            groups[(*frames.shape[1:], merges[i])].append(i)
         per_sample: list[torch.Tensor] = [torch.empty(0)] * len(images)
-        for idx in by_size.values():
-            feats = self.encode_images(torch.cat([images[i] for i in idx]))
+        for key, idx in groups.items():
+            feats = self.encode_images(torch.cat([images[i] for i in idx]), merge=key[-1])
             for i, f in zip(idx, feats.split([images[i].shape[0] for i in idx])):
                 per_sample[i] = f
         return [frame for feats in per_sample for frame in feats]
@@ -192,21 +176,28 @@ class RegionMLLM(nn.Module):
             tokens = self.infusion(tokens, z, z)
         return 0.0 * (self.object_encoder.mlp(tokens).sum() + self.projector(z).sum())
 
-    def forward(self, batch: RegionBatch) -> tuple[torch.Tensor, int]:
-        """Summed next-token cross-entropy over supervised labels, and how many there were."""
+    def embed(self, batch: RegionBatch) -> torch.Tensor:
+        """The LLM's input embeddings: token embeddings with image and object features scattered
+        into the `<image>` and `<REGION>` positions (in order; a count mismatch raises)."""
         embeds = self.llm.get_input_embeddings()(batch.input_ids)
-        global_feats = self.frame_features(batch.images)
-        extra = self._dummy(self.vision.config.hidden_size)
+        global_feats = self.frame_features(batch.images, batch.merges)
         if batch.image_in_text.any():
             shown = [f for f, in_text in zip(global_feats, batch.image_in_text.tolist()) if in_text]
             image_feats = self.projector(torch.cat(shown))
             embeds = _scatter(embeds, batch.input_ids == self.image_id, image_feats, "<image>")
         if batch.objects:
             embeds = _scatter(embeds, batch.input_ids == self.region_id, self.object_features(batch, global_feats), "<REGION>")
-        logits = self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask, use_cache=False).logits
+        return embeds
+
+    def forward(self, batch: RegionBatch) -> tuple[torch.Tensor, int]:
+        """Summed next-token cross-entropy over supervised labels, and how many there were."""
+        embeds = self.embed(batch)
+        # a packed batch has no attention mask and per-sample position ids: transformers then masks across samples
+        logits = self.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                          use_cache=False).logits
         labels = batch.labels[:, 1:]
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
-        return loss + extra, int((labels != IGNORE_INDEX).sum())
+        return loss + self._dummy(self.vision.config.hidden_size), int((labels != IGNORE_INDEX).sum())
 
 
 def _scatter(embeds: torch.Tensor, where: torch.Tensor, feats: torch.Tensor, token: str) -> torch.Tensor:
@@ -217,36 +208,18 @@ def _scatter(embeds: torch.Tensor, where: torch.Tensor, feats: torch.Tensor, tok
     return embeds.masked_scatter(where[..., None], feats.to(embeds.dtype))
 
 
-def _llm(name: str, vocab_size: int) -> nn.Module:
-    if name in LLM_PRESETS:
-        return AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=vocab_size, **LLM_PRESETS[name]))
-    _require_dir(name, "model.llm")
-    return AutoModelForCausalLM.from_pretrained(name, local_files_only=True)
-
-
-def _vision(name: str) -> nn.Module:
-    if name in VISION_PRESETS:
-        return SiglipVisionModel(SiglipVisionConfig(**VISION_PRESETS[name]))
-    _require_dir(name, "model.vision")
-    model = AutoModel.from_pretrained(name, local_files_only=True)
-    return getattr(model, "vision_model", model)  # a full SigLIP/CLIP checkpoint: keep the vision half
-
-
-def _require_dir(name: str, key: str) -> None:
-    if not Path(name).is_dir():
-        known = sorted({*LLM_PRESETS, *VISION_PRESETS})
-        raise FileNotFoundError(f"{key}={name!r} is neither a preset ({', '.join(known)}) nor a local folder")
-
-
 def build_model(cfg: ModelConfig, tokenizer) -> RegionMLLM:
     """The only constructor: presets get random init (seeded by cfg.seed), folders load offline."""
     torch.manual_seed(cfg.seed)
-    llm = _llm(cfg.llm, len(tokenizer))
+    backbone = BACKBONES[cfg.backbone](cfg, len(tokenizer))
+    llm = backbone.llm
     if llm.get_input_embeddings().num_embeddings < len(tokenizer):
         llm.resize_token_embeddings(len(tokenizer))  # the chat specials were added to a real tokenizer
-    vision = _vision(cfg.vision)
-    vision.requires_grad_(False)  # frozen in both stages of the recipe (vision_encoder_lr 0)
+    backbone.vision.requires_grad_(False)  # frozen in both stages of the recipe (vision_encoder_lr 0)
     if cfg.gradient_checkpointing:  # renamed in transformers 5 (the old name warns); 4.x has only the old one
         (getattr(llm, "activation_checkpointing_enable", None) or llm.gradient_checkpointing_enable)()
     vocab = tokenizer.get_vocab()
-    return RegionMLLM(llm, vision, cfg, vocab["<image>"], vocab["<REGION>"])
+    model = RegionMLLM(backbone, cfg, vocab["<image>"], vocab["<REGION>"])
+    if cfg.released:
+        load_released(model, cfg.released)
+    return model

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from tokenization.chat import add_special_tokens
@@ -26,6 +26,7 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
     """A character-level tokenizer: `CHARS[i]` has id i; specials follow from id len(CHARS)."""
     core = Tokenizer(models.WordLevel({c: i for i, c in enumerate(CHARS)}, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()  # decode joins characters as they are (WordLevel would put spaces between)
     tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token=UNK)
     add_special_tokens(tok)
     return tok

@@ -1,6 +1,6 @@
 """The agents of the VideoRefer-style engine: typed inputs and outputs, versioned prompts.
 
-Description branch: Analyzer -> Segmentor (SAM 2, pipelines.segment.convert) -> Annotator ->
+Description branch: Analyzer -> Segmentor (SAM 2, pipelines.sam2.convert) -> Annotator ->
 Reviewer -> CaptionRefiner. QA branch: Annotator -> QARefiner. Each agent renders its prompt
 (`messages`) for an LLM backend and answers from track facts alone (`heuristic`) for the
 offline backend. `VERSION` names the prompt template: bump it when the prompt or the heuristic

@@ -13,17 +13,17 @@ through one shared actor). Every output goes through `schemas.validate`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Protocol
 
 from pydantic import BaseModel
 
+from pipelines import workspace
 from pipelines.llm import LLMClient
-from pipelines.segment import Sam2, Sam2OnRay, convert
+from pipelines.sam2 import Segmentor, convert
 from pipelines.videoqa.agents import AGENTS, Agent, Scene
 from pipelines.videoqa.frames import frame_images
 from pipelines.videoqa.tracks import track_facts
-from schemas import Provenance, Reject, Region, Sample, Turn, placeholders, validate
+from schemas import Provenance, Region, Reject, Sample, Turn, placeholders, validate
 from sources.roots import Roots
 
 ENGINE_VERSION = "1"
@@ -78,7 +78,7 @@ class Context:
     backend: Backend
     source_file: str = ""  # the input part, relative to OUT (set per sample)
     frames_per_prompt: int = 4
-    sam2: Sam2 | Sam2OnRay | None = None  # the Segmentor: propagates single-keyframe regions; None keeps the given masks
+    sam2: Segmentor | None = None  # the Segmentor: propagates single-keyframe regions; None keeps the given masks
 
 
 def caption_of(sample: Sample) -> str:
@@ -112,7 +112,7 @@ def keep_referenced(regions: list[Region], turns: list[Turn]) -> tuple[list[Regi
 
 
 def _output(sample: Sample, ctx: Context, suffix: str, task: str, turns: list[Turn], meta: dict) -> Sample:
-    source = f"videoqa_{sample.source}"
+    source = workspace.videoqa_source(sample.source)
     native = sample.id[len(sample.source) + 1 :]
     regions, turns = keep_referenced(list(sample.regions), turns)
     engine = {

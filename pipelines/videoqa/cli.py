@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 from pipelines import raypool, workspace
 from pipelines.llm import LLMClient, LLMConfig
-from pipelines.segment import Sam2, Sam2OnRay, checkpoint_arg, model_args_error, sam2_actors
+from pipelines.sam2 import (
+    Sam2OnRay,
+    Segmentor,
+    add_sam2_arguments,
+    sam2_args_error,
+    segmentor_from_args,
+)
 from pipelines.videoqa.branches import Context, HeuristicBackend, LLMBackend
 from pipelines.videoqa.endpoint import EndpointBackend
 from pipelines.videoqa.engine import dry_run, run_source
@@ -51,15 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=4, help="Highlighted frames shown to the vision agents. Default 4.")
     parser.add_argument("--retry-failed", action="store_true", help="Run again the samples whose LLM requests failed before.")
     parser.add_argument("--dry-run", type=int, metavar="N", help="Render the prompts of N samples per source to OUT/videoqa/dry_run.jsonl; send nothing.")
-    parser.add_argument("--sam2-config", help="Segmentor of the description branch: sam2 config name (without it, the given masks are used).")
-    parser.add_argument("--sam2-checkpoint", help="SAM 2 checkpoint for --sam2-config ('none' = random weights, tests only).")
-    parser.add_argument("--sam2-image-size", type=int, help="Override the SAM 2 input size (multiple of 16; default: the config's).")
-    parser.add_argument("--device", default="auto", help="SAM 2 device: cuda, cpu or auto. Default auto. On Ray, cpu keeps the Segmentor off GPUs.")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="Ray tasks running samples at once (0: run in this process, on --concurrency threads); all share one "
-                             "endpoint actor and one SAM 2 actor, which takes a GPU when the cluster has one.")
-    parser.add_argument("--ray-address", default=None,
-                        help="Ray cluster address (implies at least one worker; default: no Ray, or local Ray with --workers).")
+    add_sam2_arguments(parser)
+    raypool.add_ray_arguments(parser, what="Each runs samples as Ray tasks; all share one endpoint actor and one SAM 2 "
+                              "actor, which takes a GPU when the cluster has one. 0: --concurrency threads here. ")
 
 
 def _backend(args: argparse.Namespace, on_ray: bool):
@@ -75,22 +74,20 @@ def _backend(args: argparse.Namespace, on_ray: bool):
     return EndpointBackend(config, workdir) if on_ray else LLMBackend(LLMClient(config, workdir))
 
 
-def _segmentor(args: argparse.Namespace, on_ray: bool) -> Sam2 | Sam2OnRay | None:
-    if not args.sam2_config:
-        return None
-    checkpoint = checkpoint_arg(args.sam2_checkpoint)
-    if not on_ray:
-        return Sam2(args.sam2_config, checkpoint, args.device, args.sam2_image_size)
+def _segmentor(args: argparse.Namespace, on_ray: bool) -> Segmentor | None:
+    local = segmentor_from_args(args)
+    if not on_ray or local is None or not local.needs_pixels:
+        return local
     # no CPU reserved: the Ray workers that call it hold theirs (reserving one could starve them)
-    (actor,) = sam2_actors(1, args.sam2_config, checkpoint, args.device, args.sam2_image_size, num_cpus=0)
-    return Sam2OnRay(actor, args.sam2_config, checkpoint)
+    (actor,) = segmentor_from_args(args, actors=1, actor_cpus=0)
+    return Sam2OnRay(actor, args.sam2_config, local.checkpoint, args.sam2_image_size)
 
 
 def _run_sources(args: argparse.Namespace, branches: list[str], ctx: Context, workers: int) -> None:
     for source in args.source:
         stats = run_source(args.out, source, branches, ctx, args.concurrency, args.retry_failed, workers)
         target = stats["source"]
-        print(f"videoqa: {source}: {stats['written']} samples from {stats['accepted']} of {stats['units']} sample x branch units "
+        print(f"videoqa: {source}: {stats['samples']} samples from {stats['written']} of {stats['read']} sample x branch units "
               f"({args.backend}) -> {workspace.unified_dir(args.out, target)}; rejects {args.out / 'rejects' / (target + '.jsonl')}; "
               f"stats {args.out / 'stats' / (target + '.json')}")
 
@@ -100,10 +97,8 @@ def run(args: argparse.Namespace) -> int:
     if args.backend == "openai" and not args.model:
         print("videoqa: --backend openai needs --model (the model name the endpoint serves)", file=sys.stderr)
         return 2
-    if args.workers < 0:
-        print("videoqa: --workers must be 0 (no Ray) or more", file=sys.stderr)
-        return 2
-    sam2_error = args.sam2_config and model_args_error(args.sam2_config, checkpoint_arg(args.sam2_checkpoint))
+    workers = raypool.stage_workers(args.workers, args.ray_address)
+    sam2_error = sam2_args_error(args)
     if sam2_error:
         print(f"videoqa: {sam2_error}", file=sys.stderr)
         return 2
@@ -117,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print(path.read_text(encoding="utf-8"))
         print(f"videoqa: prompts of {args.dry_run} sample(s) per source written to {path}; nothing was sent")
         return 0
-    workers = max(1, args.workers) if args.workers or args.ray_address else 0
-    with raypool.ray_session(args.ray_address, workers) if workers else nullcontext():
+    with raypool.maybe_ray(args.ray_address, workers):
         return _generate(args, branches, workers)
 
 

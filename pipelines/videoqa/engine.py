@@ -5,9 +5,9 @@ branch, the result (output samples, or a reject with its reason) is appended to 
 OUT/videoqa/<source>/journal.jsonl as soon as it is known; a rerun skips what the journal holds
 (and the request cache answers repeated LLM calls). Outputs are then assembled in input order:
 
-    OUT/unified/videoqa_<source>/part-NNNNN.parquet   one per input part (+ .done, source.json)
+    OUT/unified/videoqa_<source>/part-NNNNN.parquet   one per input part (+ .rejects.jsonl, .done, source.json)
     OUT/rejects/videoqa_<source>.jsonl                {reason, locator, detail}
-    OUT/stats/videoqa_<source>.json                   units (sample x branch) accepted/rejected by reason, written
+    OUT/stats/videoqa_<source>.json                   workspace.SourceStats: records are units (sample x branch)
     OUT/videoqa/stats.json                            per-agent requests, tokens, cost (this run); response_format mode
     OUT/videoqa/failed_requests.jsonl                 LLM requests that failed for good
 
@@ -17,6 +17,12 @@ work is mostly waiting on the endpoint). With `workers` > 0 they run as Ray task
 and asking the LLM through the run's one endpoint actor (pipelines/videoqa/endpoint.py) and SAM 2
 through one Segmentor actor. Either way the driver writes the journal as units finish and
 assembles the outputs in input order, so both give byte-identical parts.
+
+Fingerprints: each output part's marker records the input part (path, sha256), the branches,
+backend, model, prompt versions, engine version and Segmentor. Output parts are rebuilt from the
+journal on every run (cheap: the journal is keyed by the input sample's content, so a changed
+sample runs again and an unchanged one is reused), and output parts whose input part is gone
+are deleted.
 """
 
 from __future__ import annotations
@@ -43,27 +49,27 @@ from sources.roots import Roots
 DRY_RUN_AGENTS = {"qa": ("annotator", "refiner_qa"), "description": ("analyzer", "annotator", "reviewer", "refiner_caption")}
 
 
-def output_source(source: str) -> str:
-    return f"videoqa_{source}"
-
-
-def _inputs(out: Path, source: str) -> Iterator[tuple[int, Sample]]:
-    """(input part index, sample) over the complete parts of `source`, in order."""
-    folder = workspace.unified_dir(out, source)
-    parts = sorted(p for p in folder.glob("part-*.parquet") if workspace.is_complete(p))
+def _input_parts(out: Path, source: str) -> list[Path]:
+    """The complete parts of `source` (empty ones included), in order."""
+    parts = [p for p, _ in workspace.source_parts(out, source)]
     if not parts:
-        raise FileNotFoundError(f"{folder} holds no complete parts: run `pixelrefer ingest --source {source} --out {out}` first")
+        raise FileNotFoundError(f"{workspace.unified_dir(out, source)} holds no complete parts: "
+                                f"run `pixelrefer ingest --source {source} --out {out}` first")
+    return parts
+
+
+def _inputs(parts: list[Path]) -> Iterator[tuple[int, Sample]]:
+    """(input part index, sample) over `parts`, in order."""
     for part in parts:
-        index = int(part.stem.split("-")[1])
-        for sample in read_parquet(part):
-            yield index, sample
+        for sample in read_parquet(part) if part.is_file() else []:
+            yield workspace.part_index(part), sample
 
 
 def _unit_key(branch: str, sample: Sample, ctx: Context) -> str:
     """Journal key: changes when the input sample, the backend/model or any prompt version changes."""
     material = json.dumps(
         [branch, ctx.backend.name, ctx.backend.model, ENGINE_VERSION, sorted((a, g.VERSION) for a, g in AGENTS.items()),
-         ctx.sam2 is not None, sample.model_dump(mode="json")],
+         ctx.sam2.describe() if ctx.sam2 is not None else None, sample.model_dump(mode="json")],
         sort_keys=True,
     )
     return f"{branch}:{sample.id}:{hashlib.sha256(material.encode()).hexdigest()[:16]}"
@@ -98,9 +104,7 @@ def _process(branch: str, sample: Sample, root: Roots, ctx: Context) -> dict:
 def _results(jobs: list[tuple[str, tuple]], concurrency: int, workers: int) -> Iterator[tuple[str, dict]]:
     """(journal key, `_process` result) per job as jobs finish: on Ray tasks when `workers`, else on threads."""
     if workers:
-        import ray
-
-        yield from raypool.unordered(ray.remote(num_cpus=1, max_retries=0)(_process), jobs, workers)
+        yield from raypool.fan_out(_process, jobs, workers)
         return
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = {pool.submit(_process, *args): key for key, args in jobs}
@@ -113,12 +117,13 @@ def run_source(out: Path, source: str, branches: list[str], ctx: Context, concur
     """Run `branches` over every sample of `source` (on `workers` Ray tasks, or `concurrency` threads
     when 0; Ray must then be running and `ctx` hold Ray backends); returns the stats (also written to OUT/stats)."""
     root = workspace.source_root(out, source)
-    target = output_source(source)
+    target = workspace.videoqa_source(source)
+    parts = _input_parts(out, source)
     journal_path = out / "videoqa" / source / "journal.jsonl"
     journal_path.parent.mkdir(parents=True, exist_ok=True)
     done = _load_journal(journal_path)
     units = []
-    for part_index, sample in _inputs(out, source):
+    for part_index, sample in _inputs(parts):
         rel = workspace.part_path(out, source, part_index).relative_to(out).as_posix()
         for branch in branches:
             units.append((part_index, _unit_key(branch, sample, ctx), branch, sample, replace(ctx, source_file=rel)))
@@ -134,42 +139,37 @@ def run_source(out: Path, source: str, branches: list[str], ctx: Context, concur
             journal.write(json.dumps(entry, sort_keys=True) + "\n")
             journal.flush()
             done[entry["key"]] = entry
-    return _assemble(out, source, target, root, units, done, branches, ctx)
+    return _assemble(out, source, target, root, parts, units, done, branches, ctx)
 
 
-def _assemble(out: Path, source: str, target: str, root: Roots, units: list, done: dict, branches: list[str], ctx: Context) -> dict:
-    """Write the output parts, rejects and stats from the journal, in input order (deterministic)."""
+def _assemble(out: Path, source: str, target: str, root: Roots, parts: list[Path], units: list, done: dict,
+              branches: list[str], ctx: Context) -> dict:
+    """Write the output parts (one per input part), rejects and stats from the journal, in input order (deterministic)."""
     workspace.write_json_atomic(workspace.unified_dir(out, target) / "source.json",
                                 {"source": target, **root.to_json(), "adapter_version": ENGINE_VERSION})
-    by_part: dict[int, list[Sample]] = {}
-    rejects, reasons = [], Counter()
+    workspace.remove_parts_except(out, target, {workspace.part_index(p) for p in parts})
+    by_part: dict[int, tuple[list[Sample], list[dict]]] = {workspace.part_index(p): ([], []) for p in parts}
+    unit_count = Counter(u[0] for u in units)
     for part_index, key, *_ in units:
+        samples, rejects = by_part[part_index]
         entry = done[key]
-        by_part.setdefault(part_index, []).extend(Sample.model_validate(s) for s in entry["samples"])
+        samples.extend(Sample.model_validate(s) for s in entry["samples"])
         if entry["reject"]:
             rejects.append(entry["reject"])
-            reasons[entry["reject"]["reason"]] += 1
-    for part_index, samples in sorted(by_part.items()):
-        workspace.write_part(workspace.part_path(out, target, part_index), samples, {"written": len(samples)})
-    rejects_path = out / "rejects" / f"{target}.jsonl"
-    rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    rejects_path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rejects), encoding="utf-8")
-    stats = {
-        "source": target,
-        "from": source,
-        "branches": branches,
-        "backend": ctx.backend.name,
-        "model": ctx.backend.model,
-        "engine_version": ENGINE_VERSION,
-        "input_samples": len({u[3].id for u in units}),
-        "units": len(units),  # input samples x branches; each ends accepted or rejected
-        "accepted": len(units) - len(rejects),
-        "rejected": len(rejects),
-        "by_reason": dict(sorted(reasons.items())),
-        "written": sum(len(s) for s in by_part.values()),
-    }
-    workspace.write_json_atomic(out / "stats" / f"{target}.json", stats)
-    return stats
+    hashes = workspace.FileHashes(out)
+    settings = {"stage": "videoqa", "engine_version": ENGINE_VERSION, "branches": branches, "backend": ctx.backend.name,
+                "model": ctx.backend.model, "prompts": sorted((a, g.VERSION) for a, g in AGENTS.items()),
+                "segmentor": ctx.sam2.describe() if ctx.sam2 is not None else None}
+    for part in parts:
+        index = workspace.part_index(part)
+        samples, rejects = by_part[index]
+        workspace.write_source_part(workspace.part_path(out, target, index), samples, rejects,
+                                    {**settings, "input": hashes.part(out, part)}, written=unit_count[index] - len(rejects))
+    hashes.save()
+    outputs = [workspace.part_path(out, target, workspace.part_index(p)) for p in parts]
+    detail = {"from": source, "branches": branches, "backend": ctx.backend.name, "model": ctx.backend.model,
+              "engine_version": ENGINE_VERSION, "input_samples": len({u[3].id for u in units})}
+    return workspace.finish_source(out, target, "videoqa", outputs, detail=detail).to_json()
 
 
 def dry_run(out: Path, sources: list[str], branches: list[str], count: int, frames: int) -> Path:
@@ -180,7 +180,7 @@ def dry_run(out: Path, sources: list[str], branches: list[str], count: int, fram
     rows = []
     for source in sources:
         root = workspace.source_root(out, source)
-        videos = (s for _, s in _inputs(out, source) if s.media is not None and s.media.kind == "video")
+        videos = (s for _, s in _inputs(_input_parts(out, source)) if s.media is not None and s.media.kind == "video")
         for sample, _ in zip(videos, range(count)):
             scene = scene_of(sample, root, frames)
             scene = replace(scene, notes=tuple(AGENTS["annotator"].heuristic(scene).objects))

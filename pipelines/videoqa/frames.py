@@ -9,7 +9,6 @@ frames spread evenly. Frames are read by `sources.media.load_frames`.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from PIL import Image
 

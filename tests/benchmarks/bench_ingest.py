@@ -5,7 +5,7 @@
 Generates an LVIS-style corpus in a temp folder (`lvis_v1_train.json` + small JPEGs), then
 converts it with the `lvis` adapter three ways, all through the same part-writing code:
 
-* baseline: `convert_part` called in a loop in this process (no Ray);
+* baseline: `ingest_source(..., workers=0)`: the parts converted in a loop in this process (no Ray);
 * Ray, 1 worker and 2 workers in flight (local Ray with 2 CPUs).
 
 Each mode runs once cold (Ray worker start-up, module imports and the per-process JSON parse
@@ -51,9 +51,8 @@ def make_corpus(root: Path, annotations: int, per_image: int, seed: int = 0) -> 
 
 
 def baseline(root: Path, out: Path) -> list[dict]:
-    """Per-part results of a plain loop over `convert_part` in this process."""
-    adapter = registry.get("lvis")
-    return [ingest.convert_part(adapter, root, out, part) for part in ingest.plan_parts(adapter.units(root), 1)]
+    """Per-part results of a plain loop over the parts in this process (`--workers 0`: no Ray)."""
+    return ingest.ingest_source("lvis", root, out, 0)["timings"]["per_part"]
 
 
 def ray_run(root: Path, out: Path, workers: int) -> list[dict]:

@@ -31,6 +31,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -165,7 +166,8 @@ def main() -> None:
         t0 = time.perf_counter()
         saot_cfg = SaotConfig()
         outcomes = [(i, s.key, encode_sample(s, root, saot_cfg, torch.device("cpu"), IMAGE_SIZE)) for i, s in enumerate(samples)]
-        write_index(dest, write_shards(outcomes, dest, 0, 0, len(samples), ShardLimits(max_samples=16)), "bench", saot_cfg, IMAGE_SIZE)
+        write_index(dest, write_shards(outcomes, dest, 0, 0, len(samples), ShardLimits(max_samples=16)),
+                    {"mix": "bench", "saot": asdict(saot_cfg), "view_size": IMAGE_SIZE})
         print(f"one-off shard writing: {len(samples) / (time.perf_counter() - t0):.1f} samples/s")
         kb_shard, kb_image = storage(dest, root, args.samples)
         records = official_records(samples)

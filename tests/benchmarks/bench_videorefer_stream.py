@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from schemas import Reject, masks  # noqa: E402
 from sources import fixtures  # noqa: E402
+from sources.roots import Roots  # noqa: E402
 from sources.videorefer import VideoReferAdapter  # noqa: E402
 
 FILE = "videorefer-detailed-caption-125k.json"

@@ -35,7 +35,9 @@ def official_object(image: np.ndarray, mask: np.ndarray, lite: bool = False, pap
     rh, rw = math.ceil(ch * s / 14) * 14, math.ceil(cw * s / 14) * 14
     interp = cv2.INTER_AREA if lite and s < 1 else cv2.INTER_LINEAR
     crop = cv2.resize(crop_img, (rw, rh), interpolation=interp)
-    grid = F.interpolate(torch.from_numpy(crop_mask[None, None]).float(), size=(rh // 14, rw // 14), mode="bilinear")[0, 0]
+    # The released loader interpolates the uint8 mask as is (torch rounds); the paper's eq. 2 is a float resize.
+    mask_t = torch.from_numpy(crop_mask[None, None].astype(np.uint8))
+    grid = F.interpolate(mask_t.float() if paper else mask_t, size=(rh // 14, rw // 14), mode="bilinear")[0, 0].float()
     tokens = n if lite else min(n, int(grid.sum()))
     out = {"box": tuple(int(v) for v in bbox), "scale": s, "crop_hw": (ch, cw), "resize_hw": (rh, rw),
            "crop": crop, "grid": grid, "tokens": tokens}

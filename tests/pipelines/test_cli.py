@@ -16,7 +16,7 @@ from tests.factories import image_sample, video_sample
 from tests.schemas.test_validate import broken_samples
 
 VERBS = ["sources", "ingest", "mix", "segment", "videoqa", "shard", "build", "train", "inspect", "report",
-         "stats", "validate", "demo-data", "demo", "export"]
+         "stats", "validate", "demo-data", "demo", "export", "generate", "eval"]
 
 
 def test_help_lists_every_verb_of_the_design():
@@ -146,9 +146,8 @@ def test_a_verb_that_returns_its_own_status_keeps_it(monkeypatch, capsys):
 
 
 def test_a_malformed_recipe_is_one_line_naming_its_line(tmp_path, capsys):
-    # schemas/recipe.py hands yaml the text, not the open file, so the line cannot name the file yet
     recipe = tmp_path / "bad.yaml"
     recipe.write_text(BAD_YAML)
     assert main(["mix", "--recipe", str(recipe), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == ("error: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence), "
-                                       "line 4 column 9, fix the YAML there\n")
+                                       f"{recipe} line 4 column 9, fix the YAML there\n")

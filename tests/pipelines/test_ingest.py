@@ -1,5 +1,6 @@
 """`pixelrefer ingest` end to end on a real local Ray, over the toy adapter (tests/pipelines/toy_source.py)."""
 
+import hashlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import workspace
 from pipelines.cli import main
 from pipelines.ingest import plan_parts
 from pipelines.workspace import iter_mixed_samples
@@ -44,9 +46,10 @@ def ingest(root: Path, out: Path, *extra: str) -> int:
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
-    """Every output file's bytes, with the stats file's timings left out (the only non-deterministic values)."""
+    """Every output file's bytes, with the stats file's timings left out (the only non-deterministic values)
+    and the file-hash cache (not an output: it holds input mtimes)."""
     files = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "file-hashes.json"):
         data = path.read_bytes()
         if path.parent.name == "stats":
             data = json.dumps({k: v for k, v in json.loads(data).items() if k != "timings"}).encode()
@@ -74,18 +77,23 @@ def test_ingest_writes_parts_rejects_and_stats(ray_local, tmp_path, capsys):
         [f"part-{i:05d}{s}" for i in range(4) for s in (".parquet", ".done", ".rejects.jsonl")] + ["source.json"])
     assert json.loads((unified / "source.json").read_text()) == {
         "source": "toy", "root": str((tmp_path / "data" / "toy").resolve()), "media": [], "adapter_version": "1"}
+    annotations = (tmp_path / "data" / "toy" / "annotations.json").read_bytes()
     assert json.loads((unified / "part-00001.done").read_text()) == {
-        "adapter_version": "1", "units": ["records-00003"], "read": 3, "written": 2, "rejected": {"no_label": 1}}
+        "made_from": {"stage": "ingest", "adapter": "toy", "adapter_version": "1", "units": ["records-00003"],
+                      "specs": workspace.canonical_sha256([{"start": 3, "stop": 6}]),
+                      "inputs": [{"path": "annotations.json", "size": len(annotations),
+                                  "sha256": hashlib.sha256(annotations).hexdigest()}]},
+        "read": 3, "written": 2, "rejected": 1, "by_reason": {"no_label": 1}, "samples": 2}
     assert part_ids(out) == EXPECTED_IDS
     rejects = [json.loads(line) for line in (out / "rejects" / "toy.jsonl").read_text().splitlines()]
     assert rejects == EXPECTED_REJECTS
     stats = json.loads((out / "stats" / "toy.json").read_text())
     timings = stats.pop("timings")
-    assert stats == {"source": "toy", "root": str((tmp_path / "data" / "toy").resolve()), "media": [], "adapter_version": "1",
-                     "parts": 4, "complete_parts": 4, "read": 12, "written": 9, "rejected": 3,
-                     "rejected_by_reason": {"empty_mask": 1, "image_missing": 1, "no_label": 1},
-                     "balanced": True, "failed_parts": []}
-    assert stats["read"] == stats["written"] + sum(stats["rejected_by_reason"].values())
+    assert stats == {"source": "toy", "stage": "ingest", "parts": 4, "read": 12, "written": 9, "rejected": 3, "samples": 9,
+                     "by_reason": {"empty_mask": 1, "image_missing": 1, "no_label": 1}, "failed_parts": [],
+                     "detail": {"root": str((tmp_path / "data" / "toy").resolve()), "media": [], "adapter_version": "1",
+                                "planned_parts": 4}}
+    assert stats["read"] == stats["written"] + sum(stats["by_reason"].values())
     assert (timings["parts_run"], timings["parts_reused"]) == (4, 0)
     assert [(t["part"], t["units"], t["read"]) for t in timings["per_part"]] == [
         (0, ["records-00000"], 3), (1, ["records-00003"], 3), (2, ["records-00006"], 3), (3, ["records-00009"], 3)]
@@ -119,13 +127,44 @@ def test_rerun_redoes_only_missing_parts_byte_identically(ray_local, tmp_path):
     assert [t["part"] for t in timings["per_part"]] == [2, 3]
 
 
+def test_an_edited_annotation_file_redoes_that_source_and_nothing_else(ray_local, tmp_path, capsys):
+    ToySource().write_fixture(tmp_path / "data" / "toy")
+    registry.get("toy2").write_fixture(tmp_path / "data" / "toy2")
+    out = tmp_path / "out"
+    run = ["ingest", "--source", "all", "--root", str(tmp_path / "data"), "--out", str(out), "--workers", "2"]
+    assert main(run) == 0
+    toy2_before = snapshot(out)
+    annotations = tmp_path / "data" / "toy" / "annotations.json"
+    os.utime(annotations, ns=(1, 1))  # touched, same bytes: the content hash still matches, nothing is redone
+    assert main(run) == 0
+    assert [json.loads((out / "stats" / f"{s}.json").read_text())["timings"]["parts_reused"] for s in ("toy", "toy2")] == [4, 4]
+    records = json.loads(annotations.read_text())
+    records[0]["label"] = "renamed"
+    annotations.write_text(json.dumps(records))
+    capsys.readouterr()
+    assert main(run) == 0
+    printed = capsys.readouterr().out
+    assert [line for line in printed.splitlines() if "redoing" in line] == [
+        f"ingest toy: redoing part {i}: inputs (annotations.json) changed" for i in range(4)]
+    timings = {s: json.loads((out / "stats" / f"{s}.json").read_text())["timings"] for s in ("toy", "toy2")}
+    assert [(t["parts_run"], t["parts_reused"]) for t in timings.values()] == [(4, 0), (0, 4)]
+    after = snapshot(out)
+    assert {k: v for k, v in after.items() if "toy2" in k} == {k: v for k, v in toy2_before.items() if "toy2" in k}
+    first = pq.read_table(out / "unified" / "toy" / "part-00000.parquet").to_pylist()[0]
+    assert first["conversation"][1]["text"] == "renamed"
+    fresh = tmp_path / "fresh"
+    assert ingest(tmp_path / "data" / "toy", fresh) == 0  # the redone parts equal a fresh ingest of the edited file
+    assert {k: v for k, v in snapshot(fresh).items() if k.startswith("unified/toy/part")} == {
+        k: v for k, v in after.items() if k.startswith("unified/toy/part")}
+
+
 def test_new_part_layout_replaces_old_parts(ray_local, tmp_path):
     root, out = toy_root(tmp_path), tmp_path / "out"
     assert ingest(root, out) == 0
     assert ingest(root, out, "--units-per-part", "3") == 0
     assert sorted(p.name for p in (out / "unified" / "toy").glob("part-*.parquet")) == ["part-00000.parquet", "part-00001.parquet"]
     assert part_ids(out) == EXPECTED_IDS
-    assert json.loads((out / "unified" / "toy" / "part-00001.done").read_text())["units"] == ["records-00009"]
+    assert json.loads((out / "unified" / "toy" / "part-00001.done").read_text())["made_from"]["units"] == ["records-00009"]
 
 
 def test_sigkilled_ingest_resumes_to_identical_output(ray_local, tmp_path):
@@ -162,8 +201,8 @@ def test_a_record_the_adapter_chokes_on_is_its_own_adapter_error(ray_local, tmp_
     err = capsys.readouterr().err
     assert "WARNING toy: 1 record(s) failed inside the adapter (adapter_error: a bug in the adapter" in err
     stats = json.loads((out / "stats" / "toy.json").read_text())
-    assert (stats["complete_parts"], stats["read"], stats["written"], stats["rejected"]) == (4, 12, 8, 4)
-    assert stats["rejected_by_reason"] == {"adapter_error": 1, "empty_mask": 1, "image_missing": 1, "no_label": 1}
+    assert (stats["parts"], stats["read"], stats["written"], stats["rejected"]) == (4, 12, 8, 4)
+    assert stats["by_reason"] == {"adapter_error": 1, "empty_mask": 1, "image_missing": 1, "no_label": 1}
     rejects = [json.loads(line) for line in (out / "rejects" / "toy.jsonl").read_text().splitlines()]
     assert rejects[0] == {"reason": "adapter_error", "locator": "annotations.json[3]",
                           "detail": "TypeError: 'NoneType' object is not iterable"}
@@ -177,7 +216,7 @@ def test_failing_unit_names_the_part_and_keeps_the_rest(ray_local, tmp_path, cap
     assert "pixelrefer ingest: source toy: 1 part(s) failed, the rest are kept" in err
     assert "part 1 (units records-00003..records-00003): OSError('cannot read unit records-00003')" in err
     stats = json.loads((out / "stats" / "toy.json").read_text())
-    assert (stats["complete_parts"], stats["read"], stats["written"], stats["rejected"]) == (3, 9, 7, 2)
+    assert (stats["parts"], stats["read"], stats["written"], stats["rejected"]) == (3, 9, 7, 2)
     assert stats["failed_parts"] == ["part 1 (units records-00003..records-00003): OSError('cannot read unit records-00003')"]
 
 
@@ -238,7 +277,7 @@ def test_every_registered_source_ingests_stats_and_mixes_its_fixture(ray_local, 
     written = 0
     for name in names:
         stats = json.loads((out / "stats" / f"{name}.json").read_text())
-        assert stats["balanced"] and stats["read"] == stats["written"] + stats["rejected"], name
+        assert stats["read"] == stats["written"] + stats["rejected"] == stats["samples"] + stats["rejected"], name
         assert len((out / "rejects" / f"{name}.jsonl").read_text().splitlines()) == stats["rejected"], name
         written += stats["written"]
     files = sorted(str(p) for p in (out / "unified").glob("*/part-*.parquet"))
@@ -250,7 +289,7 @@ def test_every_registered_source_ingests_stats_and_mixes_its_fixture(ray_local, 
     assert main(["mix", "--recipe", "demo", "--out", str(out)]) == 1
     assert main(["mix", "--recipe", "demo", "--out", str(out), "--allow-missing"]) == 0
     first = {p.name: p.read_bytes() for p in (out / "mix" / "demo").iterdir()}
-    assert sorted(first) == ["stage1.parquet", "stage2.parquet"]
+    assert sorted(first) == ["mix.done", "stage1.parquet", "stage2.parquet"]
     assert main(["mix", "--recipe", "demo", "--out", str(out), "--allow-missing"]) == 0
     assert {p.name: p.read_bytes() for p in (out / "mix" / "demo").iterdir()} == first
     mixed = list(iter_mixed_samples(out, out / "mix" / "demo" / "stage1.parquet"))
@@ -265,8 +304,9 @@ def test_a_part_without_samples_has_a_marker_and_no_parquet(ray_local, tmp_path)
     assert ingest(root, out) == 0
     unified = out / "unified" / "toy"
     assert not (unified / "part-00001.parquet").exists()
-    assert json.loads((unified / "part-00001.done").read_text()) == {
-        "adapter_version": "1", "units": ["records-00003"], "read": 3, "written": 0, "rejected": {"no_label": 3}}
+    marker = json.loads((unified / "part-00001.done").read_text())
+    assert {k: v for k, v in marker.items() if k != "made_from"} == {
+        "read": 3, "written": 0, "rejected": 3, "by_reason": {"no_label": 3}, "samples": 0}
     assert ingest(root, out) == 0
     assert json.loads((out / "stats" / "toy.json").read_text())["timings"]["parts_run"] == 0
 
@@ -310,9 +350,9 @@ def test_one_coco_folder_serves_lvis_paco_refcoco_and_osprey(ray_local, tmp_path
         a, b = (json.loads((tmp_path / out / "stats" / f"{name}.json").read_text()) for out in "ab")
         if name == "refcoco":  # its missing-image trap names COCO 102, which the shared folder has (from
             # Osprey's fixture, at another size): found now, and caught by the size check instead
-            a["rejected_by_reason"]["image_size_mismatch"] = a["rejected_by_reason"].pop("image_missing")
-        assert (b["read"], b["written"], b["rejected_by_reason"]) == (a["read"], a["written"], a["rejected_by_reason"]), name
-        assert b["written"] > 0 and b["media"] == [str(coco.resolve())]
+            a["by_reason"]["image_size_mismatch"] = a["by_reason"].pop("image_missing")
+        assert (b["read"], b["written"], b["by_reason"]) == (a["read"], a["written"], a["by_reason"]), name
+        assert b["written"] > 0 and b["detail"]["media"] == [str(coco.resolve())]
         ids = {out: [pq.read_table(p, columns=["id"]).column("id").to_pylist()
                      for p in sorted((tmp_path / out / "unified" / name).glob("part-*.parquet"))] for out in "ab"}
         assert ids["a"] == ids["b"], name

@@ -9,9 +9,10 @@ import yaml
 
 from pipelines.cli import main
 from pipelines.ingest import ingest_source
-from pipelines.mix import Candidate, load_recipe, write_selection
+from pipelines.mix import Candidate, entry_status, load_recipe, write_selection
 from pipelines.workspace import iter_mixed_samples, part_path, write_json_atomic, write_part
-from schemas import Turn
+from schemas import Region, RegionFrame, Turn, masks
+from schemas.recipe import Entry
 from sources import registry
 from sources.fixtures import write_image
 from sources.roots import Roots
@@ -80,7 +81,7 @@ def test_exact_duplicates_across_sources_are_removed_and_counted(ws, capsys):
     assert [(r["name"], r["status"], r["requested"], r["available"], r["duplicates"], r["selected"]) for r in stats["stages"]["s1"]] == [
         ("a", "covered", 9, 9, 0, 9), ("b", "covered", 9, 9, 6, 3)]
     printed = capsys.readouterr().out.splitlines()
-    assert printed[2].split() == ["s1", "b", "toy2", "covered", "9", "9", "6", "3"]
+    assert printed[2].split() == ["s1", "b", "toy2", "covered", "9", "9", "6", "3", "0", "3", "0"]
     assert printed[3] == "of 9 samples requested by count: covered 9 (100.0%), resample 0 (0.0%), not-ingested 0 (0.0%), no-adapter 0 (0.0%)"
     assert printed[4] == "fewer samples than requested for: b"
     assert main(["stats", str(out)]) == 0
@@ -183,7 +184,7 @@ def test_mixed_samples_come_back_in_mix_order_with_their_root(ws):
 def test_reading_a_mix_of_changed_data_is_an_error(ws, tmp_path):
     out = ws / "out"
     stale = tmp_path / "stale.parquet"
-    write_selection(stale, [Candidate("toy/a/99", "toy", "unified/toy/part-00000.parquet", 1, "")])
+    write_selection(stale, [Candidate("toy/a/99", "toy", "unified/toy/part-00000.parquet", 1, "", "toy/a/99")])
     with pytest.raises(ValueError, match=r"row 1 of unified/toy/part-00000.parquet is toy/a/1, expected toy/a/99; "
                                          r"the unified data changed after mixing: rerun `pixelrefer mix`"):
         list(iter_mixed_samples(out, stale))
@@ -214,9 +215,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(ws, capsys):
     assert main(["mix", "--recipe", path, "--out", str(out), "--dry-run"]) == 0
     assert not (out / "mix" / "plan").exists() and not (out / "stats" / "mix-plan.json").exists()
     assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
-        ["stage", "entry", "source", "status", "requested", "available", "dupes", "selected"],
-        ["s1", "a", "toy", "covered", "4", "9", "0", "4"],
-        ["s2", "again", "s1", "resample", "6", "4", "0", "4"],
+        ["stage", "entry", "source", "status", "requested", "available", "dupes", "selected", "box/pt", "to-shards", "unsupported"],
+        ["s1", "a", "toy", "covered", "4", "9", "0", "4", "0", "4", "0"],
+        ["s2", "again", "s1", "resample", "6", "4", "0", "4", "0", "4", "0"],
         "of 10 samples requested by count: covered 4 (40.0%), resample 6 (60.0%), not-ingested 0 (0.0%), no-adapter 0 (0.0%)".split(),
         "fewer samples than requested for: again".split(),
         ["dry", "run:", "nothing", "written"]]
@@ -264,3 +265,44 @@ def test_a_written_source_without_an_adapter_is_covered(ws, tmp_path, monkeypatc
     path = recipe(ws, "derived", [{"name": "a", "source": "toy", "count": 3}])
     assert main(["mix", "--recipe", path, "--out", str(out)]) == 0
     assert len(mix_ids(out, "derived")) == 3
+
+
+def test_box_regions_policy_reads_the_segmented_source_or_drops(tmp_path, capsys):
+    """`vg` holds a mask, a box and a point sample. Without a policy the mix keeps them and says the
+    shards will reject two; drop leaves them out; box-mask reads `vg_sam2` once segment wrote it,
+    ranked by the ids it was made from, and records each sample's entry in the mix file."""
+    out = tmp_path / "out"
+    box = Region(label="cat", prompt="box", frames=[RegionFrame(frame=0, box=(2.0, 2.0, 20.0, 30.0))])
+    point = Region(label="dog", prompt="point", frames=[RegionFrame(frame=0, point=(5.0, 5.0))])
+    masked = image_sample(id="vg/val2017/1", source="vg", regions=[box.model_copy(update={
+        "prompt": "mask", "mask_origin": "box", "frames": [RegionFrame(frame=0, box=(2.0, 2.0, 20.0, 30.0),
+                                                                       mask=masks.box_to_rle((2.0, 2.0, 20.0, 30.0), 40, 60))]})])
+    vg = [image_sample(id="vg/val2017/0", source="vg"), image_sample(id="vg/val2017/1", source="vg", regions=[box]),
+          image_sample(id="vg/val2017/2", source="vg", regions=[point])]
+    for source, samples in [("vg", vg), ("vg_sam2", [vg[0].model_copy(update={"id": "vg_sam2/val2017/0", "source": "vg_sam2"}),
+                                                     masked.model_copy(update={"id": "vg_sam2/val2017/1", "source": "vg_sam2"})])]:
+        write_part(part_path(out, source, 0), samples, {"written": len(samples)})
+        write_json_atomic(out / "unified" / source / "source.json", {"source": source, "root": str(tmp_path), "adapter_version": "1"})
+    path = recipe(tmp_path, "boxes", [{"name": "vg", "source": "vg", "count": 3}])
+    assert main(["mix", "--recipe", path, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].split() == ["s1", "vg", "vg", "covered", "3", "3", "0", "3", "2", "1", "2"]
+    assert printed[3] == ("box/point regions without a mask in 2 candidates of vg; no policy: shards reject the selected ones "
+                          "(region_without_mask); set one with --box-regions sam2|box-mask|drop or the recipe's box_regions")
+    without = mix_ids(out, "boxes")
+    assert main(["mix", "--recipe", path, "--out", str(out), "--box-regions", "drop"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["s1", "vg", "vg", "covered", "3", "3", "0", "1", "2", "1", "0"]
+    assert mix_ids(out, "boxes") == ["vg/val2017/0"]
+    assert main(["mix", "--recipe", path, "--out", str(out), "--box-regions", "box-mask"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split() == ["s1", "vg", "vg_sam2", "covered", "3", "2", "0", "2", "0", "2", "0"]
+    # the same ids in the same order as the unsegmented mix, less the point sample segment rejected
+    assert [i.replace("vg_sam2/", "vg/") for i in mix_ids(out, "boxes")] == [i for i in without if i != "vg/val2017/2"]
+    assert pq.read_table(out / "mix/boxes/s1.parquet")["entry"].to_pylist() == ["vg", "vg"]
+    assert json.loads((out / "stats/mix-boxes.json").read_text())["box_regions"] == "box-mask"
+
+
+def test_a_source_videoqa_writes_is_not_ingested_until_it_runs():
+    """`videoqa_mevis` has no adapter, but videoqa writes it from mevis: the plan before videoqa says not-ingested."""
+    assert entry_status(Entry(name="q", source="videoqa_mevis", count=1), set(), set()) == "not-ingested"
+    assert entry_status(Entry(name="q", source="videoqa_nosuch", count=1), set(), set()) == "no-adapter"
+    assert entry_status(Entry(name="q", source="videoqa_mevis", count=1), {"videoqa_mevis"}, set()) == "covered"

@@ -47,16 +47,17 @@ def _outputs(out, target: str = "videoqa_mevis") -> tuple[bytes, bytes]:
 
 def test_heuristic_videoqa_with_sam2_segmentor_on_ray_matches_in_process(tmp_path, ray_with_key):
     args = ["--source", "mevis", "--branch", "qa", "--branch", "description",
-            "--sam2-config", CONFIG, "--sam2-checkpoint", "none", "--sam2-image-size", "256", "--device", "cpu"]
+            "--sam2-config", CONFIG, "--sam2-checkpoint", "none", "--sam2-random-weights-for-tests", "--sam2-image-size", "256",
+            "--device", "cpu"]
     here, there = _videos(tmp_path / "a", ["pair", "keyframe"]), _videos(tmp_path / "b", ["pair", "keyframe"])
     assert main(["videoqa", "--out", str(here), *args]) == 0
     assert main(["videoqa", "--out", str(there), "--workers", "2", *args]) == 0
     assert _outputs(there) == _outputs(here)
     detailed = next(s for s in read_parquet(workspace.part_path(there, "videoqa_mevis", 0)) if s.id == "videoqa_mevis/train/v1_detailed")
     region = detailed.regions[0]  # the Segmentor actor propagated the keyframe through the 3 frames
-    assert (region.mask_origin, [rf.frame for rf in region.frames]) == ("sam2", [0, 1, 2])
+    assert (region.mask_origin, [rf.frame for rf in region.frames]) == ("sam2_random", [0, 1, 2])
     stats = json.loads((there / "stats" / "videoqa_mevis.json").read_text())
-    assert (stats["units"], stats["accepted"], stats["written"]) == (4, 4, 7)  # keyframe-only: no MC sample
+    assert (stats["read"], stats["written"], stats["samples"]) == (4, 4, 7)  # keyframe-only: no MC sample
 
 
 def _openai(out, server, *extra) -> list[str]:
@@ -121,7 +122,7 @@ def test_segment_on_ray_actors_matches_in_process(tmp_path, ray_with_key):
     write_source(out, root, "vg", [vg_sample(root, 1, "box"), vg_sample(root, 2, "point")])
     write_source(out, root, "vg", [vg_sample(root, 3, "box")], part=1)
     args = ["segment", "--source", "vg", "--out", str(out), "--sam2-config", CONFIG, "--sam2-checkpoint", "none",
-            "--device", "cpu", "--image-size", "256"]
+            "--sam2-random-weights-for-tests", "--device", "cpu", "--sam2-image-size", "256"]
     assert main(args) == 0
     before = [_outputs(out, "vg_sam2"), workspace.part_path(out, "vg_sam2", 1).read_bytes()]
     shutil.rmtree(workspace.unified_dir(out, "vg_sam2"))

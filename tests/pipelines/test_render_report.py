@@ -1,11 +1,13 @@
 """inspect draws regions where their masks are; report summarises the build from its own files."""
 
 import json
+from collections import Counter
 
 import numpy as np
 from PIL import Image
 from pipelines.cli import main
 from pipelines.render import MASK_ALPHA, colour, media_frame_loader, render_sample
+from pipelines.report import mask_origin_section
 from pipelines.workspace import part_path, write_json_atomic, write_part
 from schemas import Media, Region, RegionFrame, Turn, masks
 from sources.fixtures import draw, rect_mask, write_image
@@ -87,20 +89,48 @@ def test_report_holds_counts_rejects_licences_and_gallery(tmp_path):
     assert "<tr><td>lvis</td><td>image_missing</td><td>1</td><td>lvis_v1_val.json:images[id=7]</td></tr>" in page
     assert "<tr><td>CC-BY-4.0</td><td>lvis</td><td></td></tr>" in page
     assert page.count('src="data:image/png;base64,') == 1
+    assert sorted(p.name for p in (out / "report").iterdir()) == ["index.html"]  # the gallery is in the page only
     assert "region area in pixels (first frame, log scale) (n=2)" in page
     assert "Mixture" not in page  # nothing mixed yet
     assert "object tokens per sample (shards): no data" in page  # nor sharded
+    assert "<h2>Shard rejects by reason</h2><p>Nothing sharded yet.</p>" in page
+    assert "<h2>Mask origins in the shards</h2><p>Nothing sharded yet.</p>" in page
+    assert "<h2>Training</h2><p>No training run yet.</p>" in page
 
 
 def test_report_shows_requested_vs_achieved_mixture(tmp_path):
     _, out, _ = make_build(tmp_path)
-    write_json_atomic(out / "stats/mix-demo.json", {"recipe": "demo", "seed": 0, "duplicates_removed": 1, "stages": {
-        "stage1": [{"name": "lvis", "source": "lvis", "status": "covered", "count": 5, "fraction": None,
-                    "requested": 5, "available": 2, "duplicates": 1, "selected": 1},
-                   {"name": "vcr", "source": "vcr", "status": "not-yet-supported", "count": 9, "fraction": None,
-                    "requested": 9, "available": None, "duplicates": 0, "selected": 0}]}})
+    write_json_atomic(out / "stats/mix-demo.json", {"recipe": "demo", "seed": 0, "duplicates_removed": 1, "box_regions": None, "stages": {
+        "stage1": [{"name": "lvis", "source": "lvis", "reads": "lvis", "status": "covered", "count": 5, "fraction": None,
+                    "requested": 5, "available": 2, "duplicates": 1, "selected": 1, "box_point": 0, "to_shards": 1, "unsupported": 0},
+                   {"name": "vcr", "source": "vcr", "reads": "vcr", "status": "no-adapter", "count": 9, "fraction": None,
+                    "requested": 9, "available": None, "duplicates": 0, "selected": 0, "box_point": None, "to_shards": None,
+                    "unsupported": 9}]}})
     assert main(["report", str(out)]) == 0
     page = (out / "report" / "index.html").read_text()
-    assert "<h2>Mixture: recipe demo (requested vs achieved)</h2>" in page
-    assert "<tr><td>stage1</td><td>lvis</td><td>lvis</td><td>covered</td><td>5</td><td>2</td><td>1</td><td>1</td></tr>" in page
-    assert "<tr><td>stage1</td><td>vcr</td><td>vcr</td><td>not-yet-supported</td><td>9</td><td>-</td><td>0</td><td>0</td></tr>" in page
+    assert "<h2>Mixture: recipe demo (requested vs achieved)</h2><p>Box/point regions: no policy.</p>" in page
+    # not sharded: nothing reached the shards yet
+    assert "<tr><td>stage1</td><td>lvis</td><td>lvis</td><td>covered</td><td>5</td><td>2</td><td>1</td><td>1</td><td>1</td><td>-</td></tr>" in page
+    assert "<tr><td>stage1</td><td>vcr</td><td>vcr</td><td>no-adapter</td><td>9</td><td>-</td><td>0</td><td>0</td><td>-</td><td>-</td></tr>" in page
+
+
+def test_report_shows_each_training_run_with_its_loss_curve(tmp_path):
+    _, out, _ = make_build(tmp_path)
+    log = out / "train" / "stage1" / "log.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps({"step": i, "loss": loss, "tokens": 60 * i}) + "\n" for i, loss in [(1, 4.0), (2, 3.0), (3, 3.5)]))
+    assert main(["report", str(out)]) == 0
+    page = (out / "report" / "index.html").read_text()
+    assert ("<h2>Training</h2><table><tr><th>run</th><th>steps</th><th>tokens</th><th>first loss</th><th>last loss</th></tr>"
+            "<tr><td>stage1</td><td>3</td><td>180</td><td>4.0000</td><td>3.5000</td></tr></table>") in page
+    # x spans 30..330 over the steps, y 20 (highest loss) .. 130 (lowest)
+    assert '<polyline points="30.0,20.0 180.0,130.0 330.0,75.0" fill="none" stroke="#3b7dd8"/>' in page
+    assert "<figcaption>stage1: loss per logged step</figcaption>" in page
+
+
+def test_random_weight_sam2_masks_are_flagged():
+    section = mask_origin_section({"demo/stage1": Counter({"sam2_random": 3, "annotation": 2})})
+    assert section == ("<h2>Mask origins in the shards</h2><table><tr><th>recipe/stage</th><th>mask origin</th><th>regions</th>"
+                       "<th></th></tr><tr><td>demo/stage1</td><td>annotation</td><td>2</td><td></td></tr>"
+                       "<tr><td>demo/stage1</td><td>sam2_random</td><td>3</td>"
+                       "<td><b>random SAM 2 weights: these masks are meaningless</b></td></tr></table>")

@@ -278,7 +278,9 @@ def test_video_frame_sampling_follows_the_official_loader():
 def test_rerun_with_other_settings_is_refused(built, capsys):
     out, mix, dest = built
     assert main(["shard", "--mix", str(mix), "--out", str(out), "--max-samples-per-shard", "1", "--lite"]) == 2
-    assert f"{dest} holds shards made with other settings" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == (
+        f"pixelrefer shard: {dest} holds shards made with other settings (saot differ from {dest / 'config.json'}); "
+        "rerun with the same flags, or delete that folder to rebuild")
 
 
 def test_missing_mix_file_names_it(tmp_path, capsys):

@@ -1,7 +1,10 @@
 """`pixelrefer stats`: the per-source/per-task table and summary.json over an ingested toy workspace;
 text-only samples through stats and the report."""
 
+import base64
+import io
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -36,8 +39,8 @@ def test_summary_counts_per_source_and_task(out, capsys):
     assert main(["stats", str(out)]) == 0
     summary = json.loads((out / "stats" / "summary.json").read_text())
     assert summary["sources"]["toy"] == {
-        "ingest": {"read": 12, "written": 9, "rejected": 3,
-                   "rejected_by_reason": {"empty_mask": 1, "image_missing": 1, "no_label": 1}},
+        "counts": {"stage": "ingest", "read": 12, "written": 9, "rejected": 3,
+                   "by_reason": {"empty_mask": 1, "image_missing": 1, "no_label": 1}},
         "tasks": {"recognition": {"samples": 9, "regions": 9, "frames": 9, "mask": 9, "box": 0, "point": 0,
                                   "licenses": ["CC0-1.0"]}},
         "total": {"samples": 9, "regions": 9, "frames": 9, "mask": 9, "box": 0, "point": 0, "licenses": ["CC0-1.0"]},
@@ -46,7 +49,7 @@ def test_summary_counts_per_source_and_task(out, capsys):
         "recognition": {"samples": 1, "regions": 1, "frames": 1, "mask": 1, "box": 0, "point": 0, "licenses": ["CC-BY-4.0"]},
         "video_qa": {"samples": 1, "regions": 2, "frames": 3, "mask": 1, "box": 1, "point": 0, "licenses": ["CC-BY-NC-SA-4.0"]},
     }
-    assert summary["sources"]["lvis"]["ingest"] == {"read": None, "written": None, "rejected": None, "rejected_by_reason": None}
+    assert summary["sources"]["lvis"]["counts"] == {"stage": None, "read": None, "written": None, "rejected": None, "by_reason": None}
     assert summary["total"] == {"samples": 11, "regions": 12, "frames": 13, "mask": 11, "box": 1, "point": 0,
                                 "licenses": ["CC-BY-4.0", "CC-BY-NC-SA-4.0", "CC0-1.0"]}
     assert summary["mix_duplicates_removed"] == {}
@@ -76,6 +79,9 @@ def test_text_only_samples_count_no_frames_and_render_as_their_conversation(tmp_
     assert summarize(out)["sources"]["llava"]["tasks"] == {
         "general_qa": {"samples": 2, "regions": 0, "frames": 1, "mask": 0, "box": 0, "point": 0, "licenses": ["CC-BY-4.0"]}}
     assert main(["report", str(out)]) == 0
-    assert "<tr><td>llava</td><td>general_qa</td><td>2</td></tr>" in (out / "report" / "index.html").read_text()
-    assert Image.open(out / "report" / f"{text.key}.png").size == conversation_panel(text, 460).size
-    assert Image.open(out / "report" / f"{image.key}.png").width > 460  # the image tile, then the panel
+    page = (out / "report" / "index.html").read_text()
+    assert "<tr><td>llava</td><td>general_qa</td><td>2</td></tr>" in page
+    gallery = {alt: Image.open(io.BytesIO(base64.b64decode(data)))  # embedded in the page, by sample key
+               for data, alt in re.findall(r'src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)}
+    assert gallery[text.key].size == conversation_panel(text, 460).size
+    assert gallery[image.key].width > 460  # the image tile, then the panel

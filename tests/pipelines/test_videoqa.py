@@ -69,7 +69,7 @@ def test_heuristic_backend_writes_exact_qa_from_trajectories(workspace_two_objec
         assert s.meta["engine"]["backend"] == "heuristic" and s.meta["engine"]["prompts"]["refiner_qa"] == "refiner-qa/1"
         assert (s.provenance.file, s.provenance.locator) == ("unified/mevis/part-00000.parquet", "mevis/train/v1")
     stats = json.loads((out / "stats" / "videoqa_mevis.json").read_text())
-    assert (stats["input_samples"], stats["units"], stats["accepted"], stats["rejected"], stats["written"]) == (1, 2, 2, 0, 4)
+    assert (stats["detail"]["input_samples"], stats["read"], stats["written"], stats["rejected"], stats["samples"]) == (1, 2, 2, 0, 4)
     assert json.loads((workspace.unified_dir(out, "videoqa_mevis") / "source.json").read_text())["root"] == str(out.parent / "mevis")
 
 
@@ -128,7 +128,7 @@ def test_openai_backend_loses_nothing_and_reruns_from_cache(three_videos):
     # append-only across runs: the first run and the journal-less third run each gave up once
     assert [(f["agent"], f["locator"], f["reason"]) for f in failed] == [("annotator", "mevis/train/v1", "retries_exhausted")] * 2
     stats = json.loads((out / "stats" / "videoqa_mevis.json").read_text())
-    assert (stats["input_samples"], stats["units"], stats["accepted"], stats["rejected"], stats["written"]) == (3, 3, 2, 1, 4)
+    assert (stats["detail"]["input_samples"], stats["read"], stats["written"], stats["rejected"], stats["samples"]) == (3, 3, 2, 1, 4)
     images = [p for _, body, _ in server.requests for m in body["messages"] if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image_url"]
     assert images and all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in images)
     for path in out.rglob("*"):
@@ -185,6 +185,6 @@ def test_bad_segmentor_arguments_stop_before_any_work(three_videos, capsys):
     base = ["videoqa", "--out", str(out), "--source", "mevis", "--branch", "description"]
     assert main([*base, "--sam2-config", CONFIG, "--sam2-checkpoint", str(out / "nope.pt")]) == 2
     assert f"checkpoint {out / 'nope.pt'} not found: pass the path of a SAM 2 .pt file" in capsys.readouterr().err
-    assert main([*base, "--sam2-config", "nope.yaml", "--sam2-checkpoint", "none"]) == 2
+    assert main([*base, "--sam2-config", "nope.yaml", "--sam2-checkpoint", "none", "--sam2-random-weights-for-tests"]) == 2
     assert "no sam2 config 'nope.yaml': name one inside the sam2 package" in capsys.readouterr().err
     assert not (out / "videoqa").exists()

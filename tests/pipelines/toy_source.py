@@ -52,6 +52,9 @@ class ToySource(Adapter):
         return [Unit(self.name, f"records-{i:05d}", {"start": i, "stop": min(i + RECORDS_PER_UNIT, n)})
                 for i in range(0, n, RECORDS_PER_UNIT)]
 
+    def inputs(self, roots: Roots, unit: Unit) -> list[Path]:
+        return [roots.annotations / "annotations.json"]
+
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         if (roots.annotations / f"sleep-{unit.name}").exists():
             time.sleep(600)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 
 from pipelines import workspace
 from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
-from sources.fixtures import draw, rect_mask, write_image
+from sources.fixtures import draw, rect_mask, write_image, write_video
 
 W, H = 48, 32
 RIGHT = [(2, 2, 10, 10), (14, 2, 22, 10), (26, 2, 34, 10)]  # a block moving right over 3 frames
@@ -68,13 +67,7 @@ def write_source(out: Path, root: Path, source: str, samples: list[Sample], part
 
 def write_mp4(path: Path, rects: list[tuple[int, int, int, int]], fps: int = 2) -> None:
     """A small mpeg4 clip, one drawn frame per rect (as the VideoRefer fixture writes them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt, stream.thread_count = W, H, "yuv420p", 1
-        for i, rect in enumerate(rects):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(draw(W, H, [rect], seed=i), format="rgb24")))
-        container.mux(stream.encode())
+    write_video(path, [draw(W, H, [rect], seed=i) for i, rect in enumerate(rects)], fps)
 
 
 def vg_sample(root, index: int, prompt: str) -> Sample:

@@ -93,3 +93,15 @@ def test_span_is_checked_against_the_decoded_frames_too(tmp_path):
 def test_missing_release_names_the_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="none of train.json, test.json, train_v2.json, val_v2.json found"):
         HcstvgAdapter().units(Roots.of(tmp_path))
+
+
+def test_a_video_listed_twice_is_rejected_each_time_not_overwritten(tmp_path):
+    """json keeps the last of two equal keys: both records are rejected rather than one lost silently."""
+    HcstvgAdapter().write_fixture(tmp_path)
+    path = tmp_path / "anno_v1/train.json"
+    text = path.read_text()
+    record = json.dumps(json.loads(text)["10_clip_a.mp4"])
+    path.write_text(text.rstrip().rstrip("}") + f', "10_clip_a.mp4": {record}}}')
+    roots = Roots.of(tmp_path)
+    outcomes = [o for u in HcstvgAdapter().units(roots) if u.spec["file"] == "anno_v1/train.json" for o in HcstvgAdapter().convert(roots, u)]
+    assert [(o.reason, o.locator) for o in outcomes] == [("duplicate_key", "anno_v1/train.json[10_clip_a.mp4]")] * 2

@@ -196,3 +196,22 @@ def test_missing_release_and_malformed_file_name_the_file(tmp_path):
     (tmp_path / "lvis_v1_val.json").write_text('{"images": []}')
     with pytest.raises(ValueError, match="lvis_v1_val.json: not a COCO-style annotation file"):
         LvisAdapter().units(Roots.of(tmp_path))
+
+
+def test_a_record_that_is_not_an_object_is_its_own_reject(root, tmp_path):
+    """One stray value in images[] / annotations[] / categories[] costs that entry, not the file."""
+    def change(data):
+        data["annotations"].append([1, 2])
+        data["annotations"].append({"id": 19, "image_id": [1], "category_id": 3, "segmentation": []})
+        data["images"].insert(0, "val2017/000000000001.jpg")
+        data["categories"].append({"id": True, "name": "x"})
+
+    samples, rejects = outcomes_by_file(edit_val(root, tmp_path, change))
+    assert [s.id for s in samples] == ["lvis/val/1_0", "lvis/val/2_0"]
+    assert rejects[-5:] == [
+        ("image_record_missing", "lvis_v1_val.json:annotations[id=16]"),
+        ("image_record_missing", "lvis_v1_val.json:annotations[id=19]"),
+        ("bad_record", "lvis_v1_val.json:images[0]"),
+        ("bad_record", "lvis_v1_val.json:annotations[7]"),
+        ("bad_record", "lvis_v1_val.json:categories[3]"),
+    ]

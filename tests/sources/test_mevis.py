@@ -111,11 +111,27 @@ def test_missing_release_is_a_clear_error(tmp_path):
         MevisAdapter().units(Roots.of(tmp_path))
 
 
-def test_malformed_meta_file_names_file_and_video(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "train/meta_expressions.json").write_text('{"videos": {"v1": {"frames": ["00000"], "expressions": []}}}')
-    with pytest.raises(ValueError, match="meta_expressions.json: video .v1. needs a `frames` list"):
-        MevisAdapter().units(Roots.of(tmp_path))
+def test_a_malformed_video_or_expression_is_its_own_reject(tmp_path):
+    """One video without frames and one expression that is a string cost only themselves."""
+    MevisAdapter().write_fixture(tmp_path)
+    meta = tmp_path / "train/meta_expressions.json"
+    data = json.loads(meta.read_text())
+    first = next(iter(data["videos"]))
+    data["videos"]["broken"] = {"frames": "00000", "expressions": {}}
+    data["videos"][first]["expressions"]["99"] = "a dog runs"
+    meta.write_text(json.dumps(data))
+    samples, rejects = split_outcomes(convert_fixture(MevisAdapter(), tmp_path))
+    before, _ = split_outcomes(convert_fixture(MevisAdapter(), _pristine(tmp_path.parent / "pristine")))
+    assert [s.id for s in samples] == [s.id for s in before]
+    assert [(r.reason, r.locator) for r in rejects if r.reason == "bad_record"] == [
+        ("bad_record", f"train/meta_expressions.json videos.{first}.expressions.99"),
+        ("bad_record", "train/meta_expressions.json videos.broken"),
+    ]
+
+
+def _pristine(root):
+    MevisAdapter().write_fixture(root)
+    return root
 
 
 def test_truncated_or_non_object_meta_file_names_file_and_byte(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 from schemas import Reject, masks
 from sources.fixtures import rect_mask
+from sources.jsonarray import JsonFileError
 from sources.roots import Roots
 from sources.vcr import CAR, DOG, PERSON_A, PERSON_B, VcrAdapter, _Mentions
 from tests.sources.fixture_outcomes import fixture_outcomes, samples_by_id
@@ -90,3 +91,11 @@ def test_units_are_line_spans(tmp_path):
     VcrAdapter().write_fixture(tmp_path)
     assert [(u.name, u.spec["file"], u.spec["first"], u.spec["count"]) for u in VcrAdapter().units(Roots.of(tmp_path))] == [
         ("train-00000000", "train.jsonl", 0, 8), ("val-00000000", "val.jsonl", 0, 1)]
+
+
+def test_an_empty_jsonl_file_is_a_one_line_error(tmp_path):
+    """An empty val.jsonl is a broken download, not a release without records."""
+    VcrAdapter().write_fixture(tmp_path)
+    (tmp_path / "val.jsonl").write_bytes(b"")
+    with pytest.raises(JsonFileError, match=r"val.jsonl: empty file at byte 0 \(expected JSON lines\)$"):
+        VcrAdapter().units(Roots.of(tmp_path))

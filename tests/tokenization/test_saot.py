@@ -205,3 +205,30 @@ def test_lite_global_views_are_336_and_match_cv2_area():
         ref = cv2.resize(image, (336, 336), interpolation=cv2.INTER_AREA)
         assert view.shape == (3, 336, 336)
         assert np.abs(view.permute(1, 2, 0).numpy().astype(int) - ref.astype(int)).max() <= saot_torch.PIXEL_TOLERANCE
+
+
+def _geometry(mode: str, crop_hw: tuple[int, int]) -> saot.Geometry:
+    """A hand-made geometry whose crop is resized x0.5 to the grid (each cell averages a 2x2 block)."""
+    h, w = crop_hw
+    return saot.Geometry(mode, (h, w), 1, (0, 0, h - 1, w - 1), 1.0, crop_hw, (h // 2 * saot.PATCH, w // 2 * saot.PATCH))
+
+
+@pytest.mark.parametrize(("blocks", "official", "paper"), [
+    ((1, 1, 1, 1), 4, 1),  # every cell 0.25: uint8 rounds each pass up to 1 (4 tokens); float sums to 1.0
+    ((1, 0, 0, 0), 1, 0),  # a 1-pixel speck: one uint8 token; float 0.25 truncates to none
+    ((4, 4, 0, 0), 2, 2),  # whole blocks: both resizes agree
+])
+def test_official_token_count_resizes_the_mask_as_uint8(blocks, official, paper):
+    # A 4x4 crop mask -> 2x2 grid: bilinear (align_corners=False) at x0.5 reads two source pixels
+    # with weight 1/2 per axis. The float resize gives each cell its block's mean; torch's uint8
+    # kernel resizes one axis at a time and rounds each pass half up, so a 0/1 block with any object
+    # pixel becomes 1. `blocks` puts 0-4 object pixels in the TL, TR, BL, BR blocks (first pixel
+    # in the block's top-left).
+    mask = np.zeros((4, 4), np.uint8)
+    for (y, x), count in zip([(0, 0), (0, 2), (2, 0), (2, 2)], blocks):
+        block = np.zeros(4, np.uint8)
+        block[:count] = 1
+        mask[y : y + 2, x : x + 2] = block.reshape(2, 2)
+    counts = {mode: saot.token_count(saot.grid_mask(mask, _geometry(mode, (4, 4)))) for mode in saot.MODES}
+    assert counts == {"official": official, "paper": paper}
+    assert set(saot.grid_mask(mask, _geometry("official", (4, 4))).unique().tolist()) <= {0.0, 1.0}

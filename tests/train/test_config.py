@@ -2,7 +2,7 @@
 
 import pytest
 
-from train.config import GroupConfig, TrainConfig, load_config
+from train.config import ConfigError, GroupConfig, TrainConfig, load_config
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -32,3 +32,11 @@ def test_accumulation_and_stage_folders(tmp_path):
         TrainConfig(output_dir=str(tmp_path), init_from=str(tmp_path / "step_000010"))
     with pytest.raises(ValueError, match="own output_dir"):
         TrainConfig(output_dir=str(tmp_path), init_from=str(tmp_path))
+
+
+def test_an_override_of_the_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match=r"^optim.steps: expected an integer, got 'abc'$"):
+        load_config(None, ["optim.steps=abc"])
+    with pytest.raises(ConfigError, match=r"^optim.steps: expected an integer, got True$"):
+        load_config(None, ["optim.steps=true"])
+    assert load_config(None, ["optim.warmup_ratio=0"]).optim.warmup_ratio == 0.0  # an int is a fine float

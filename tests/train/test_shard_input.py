@@ -1,8 +1,10 @@
 """Training from real shards written by `pipelines.shard` (the colleague's writer and reader)."""
 
+import hashlib
 import json
 import math
 import shutil
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 
 from pipelines.shard import ShardLimits, encode_sample, write_index, write_shards
 from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
+from tests.train.test_train import TINY, logged
 from tokenization.chat import RenderConfig
 from tokenization.saot import SaotConfig
 from train.config import load_config
@@ -19,7 +22,6 @@ from train.shard_input import ShardSource, example_from_shard
 from train.shards import global_view, iter_shards
 from train.tokenizer import char_tokenizer
 from train.train import train
-from tests.train.test_train import TINY, logged
 
 SIDE = 32
 VIEW = 28  # stored global view of images, the tiny config's image_size
@@ -66,7 +68,8 @@ def write_stage(root, dest, lite):
     cfg = SaotConfig(lite=lite, n=4)
     outcomes = [(i, s.key, encode_sample(s, root, cfg, torch.device("cpu"), VIEW)) for i, s in enumerate(SAMPLES)]
     dest.mkdir(parents=True)
-    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)), "demo", cfg, VIEW)
+    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)),
+                {"mix": "demo", "saot": asdict(cfg), "view_size": VIEW})
     return dest
 
 
@@ -119,6 +122,31 @@ def test_train_from_shards_and_resume(tmp_path, stages, framework):
     train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
     assert logged(tmp_path / "b") == logged(tmp_path / "a") == whole
     assert json.loads((tmp_path / "a" / "step_000004" / "meta.json").read_text())["loader"] == {"batches": 8}
+
+
+def test_resume_on_changed_shards_is_refused_unless_allowed(tmp_path, stages, capsys):
+    from train.train import main as train_main
+
+    changed = tmp_path / "changed"
+    shutil.copytree(stages[False], changed)
+    index = json.loads((changed / "index.json").read_text())
+    (changed / "index.json").write_text(json.dumps({**index, "mix": "other"}))  # as if re-sharded from another mix
+    digest = {d: hashlib.sha256((d / "index.json").read_bytes()).hexdigest() for d in (stages[False], changed)}
+    run = ["--config", str(TINY), f"output_dir={tmp_path / 'run'}", "optim.global_batch=2", "optim.micro_batch=1",
+           "data.shuffle_buffer=2"]
+    assert train_main([*run, f"data.shards={stages[False]}", "optim.steps=2"]) == 0
+    meta = json.loads((tmp_path / "run" / "step_000002" / "meta.json").read_text())
+    assert meta["data"] == {"shards": str(stages[False]), "index_sha256": digest[stages[False]]}
+    capsys.readouterr()
+    assert train_main([*run, f"data.shards={changed}", "optim.steps=3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"pixelrefer train: {tmp_path / 'run' / 'step_000002'} was trained on shards with index.json sha256 "
+        f"{digest[stages[False]]} ({stages[False]}), but data.shards now has {digest[changed]} ({changed}): the data "
+        "changed since. Resume anyway with --allow-data-change (or resume_allow_data_change: true), or use a new output_dir")
+    assert not (tmp_path / "run" / "step_000003").exists()
+    assert train_main([*run, f"data.shards={changed}", "optim.steps=3", "--allow-data-change"]) == 0
+    meta = json.loads((tmp_path / "run" / "step_000003" / "meta.json").read_text())
+    assert meta["data"]["index_sha256"] == digest[changed]
 
 
 def test_a_clip_over_the_video_budget_gets_smaller_frames_and_mixes_with_images(stages):

@@ -22,6 +22,20 @@ def run(out, *overrides):
     return train(load_config(TINY, [f"output_dir={out}", "log_every=1", *overrides]))
 
 
+def bf16_folders(root: Path) -> list[str]:
+    """Local bf16 checkpoints of the tiny LLM and vision tower (as real releases ship), as overrides."""
+    from transformers import AutoModelForCausalLM, Qwen2Config, SiglipVisionConfig, SiglipVisionModel
+
+    from train.backbones import LLM_PRESETS, VISION_PRESETS
+    from train.tokenizer import char_tokenizer
+
+    torch.manual_seed(0)
+    llm = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=len(char_tokenizer()), **LLM_PRESETS["tiny-qwen2"]))
+    llm.to(torch.bfloat16).save_pretrained(root / "llm")
+    SiglipVisionModel(SiglipVisionConfig(**VISION_PRESETS["tiny-siglip"])).to(torch.bfloat16).save_pretrained(root / "vision")
+    return [f"model.llm={root / 'llm'}", f"model.vision={root / 'vision'}"]
+
+
 def logged(out):
     return [json.loads(line)["loss"] for line in (Path(out) / "log.jsonl").read_text().splitlines()]
 
@@ -94,6 +108,17 @@ def test_torchrun_ddp_two_ranks_match_one_process(tmp_path, single_process_curve
     torchrun(tmp_path, "save_every=0")
     assert logged(tmp_path) == pytest.approx(single_process_curve, rel=1e-5, abs=1e-6)
     assert (tmp_path / "step_000003" / "meta.json").is_file()
+
+
+@pytest.mark.slow
+def test_torchrun_fsdp_trains_a_bf16_folder_and_matches_one_process(tmp_path):
+    # FSDP2 refused the root unit when it mixed the folder's bf16 weights with our fp32 modules
+    folders = bf16_folders(tmp_path / "models")
+    single = run(tmp_path / "single", "optim.micro_batch=2", *DIST, *folders)
+    torchrun(tmp_path / "fsdp", "parallel=fsdp", "save_every=0", *folders)
+    assert logged(tmp_path / "fsdp") == pytest.approx(single, rel=1e-5, abs=1e-6)
+    state = torch.load(tmp_path / "fsdp" / "step_000003" / "model.pt", weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
 
 
 @pytest.mark.slow
