@@ -10,7 +10,9 @@
 Stages, in order: ingest -> segment -> videoqa -> mix -> shard -> train -> report. Each runs the
 verb of the same name in this process (so its own progress and output lines appear) and then writes
 `OUT/build/<stage>.done` holding the command it ran. A rerun skips a stage whose marker holds the
-same command, until one stage has to run: every stage after it runs too. `--from STAGE` deletes that stage's outputs and those of every later stage and redoes
+same command and whose inputs did not change (ingest: the annotation files its parts were made
+from; mix: the recipe, policy and parts), until one stage has to run: every stage after it runs
+too, and each redoes only the units whose own fingerprints changed. `--from STAGE` deletes that stage's outputs and those of every later stage and redoes
 them. videoqa runs only with `--videoqa-source`, train only with `--train-config`; train runs once
 per recipe stage (data.shards = that stage's shards, output in OUT/train/<stage>/, each stage
 starting from the previous one's weights).
@@ -180,6 +182,11 @@ def stage_state(plan: Plan, stage: str, commands: list[list[str]]) -> tuple[str,
         return "to-run", f"no marker: {_shown(commands)}"
     if recorded != commands:
         return "stale", f"its command changed: {_shown(commands)}"
+    if stage == "ingest":  # the command can stay the same while the release's files change
+        changed = {source: files for source in workspace.ingested_sources(plan.out)
+                   if (files := workspace.changed_inputs(plan.out, source))}
+        if changed:
+            return "stale", "annotation files changed: " + "; ".join(f"{s} ({', '.join(f)})" for s, f in changed.items())
     if stage == "mix":
         from pipelines.mix import load_recipe, mix_state
 

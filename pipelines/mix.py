@@ -20,10 +20,16 @@ so a re-sample reproduces the procedure, not the paper's ids.
 
 Exact dedup within a stage: a candidate whose media content, regions (masks, boxes, points)
 and conversation equal those of a sample already selected in the stage (PACO-LVIS vs LVIS, say)
-is dropped and counted. Regions and text are compared by a digest of the row; the media bytes
-are hashed only for candidates whose digest matches, so images are read only for suspected
+is dropped and counted. Regions and text are compared by a digest of the row (`_digests`); the
+media bytes are hashed only for candidates whose digest matches, so images are read only for suspected
 duplicates. A re-sampled sample that an earlier entry of the same stage selected is such a
 duplicate too: dropped, counted, and the entry takes its next-ranked candidate instead.
+
+Reads: each source an entry reads is read once per mix, projected to the columns selection
+needs (`SourceColumns`: id, subset, split, task, media kind, region prompts and whether each
+frame has a mask and a box; no mask RLE or text), and every entry filters those arrays. Digests
+are computed part by part when an entry first visits a row of the part (`Digests`), from the
+columns they cover only, and kept for later entries and stages.
 
 Nothing stale: `mix/<recipe>/mix.done` records what the mix was made from (`mix_fingerprint`:
 the recipe's canonical JSON, the box/point policy, MIX_VERSION, the sha256 of every part of
@@ -55,20 +61,21 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from pipelines import workspace
 from schemas import Reject
-from schemas.arrow import canonical_json
+from schemas.arrow import SAMPLE_SCHEMA
 from schemas.recipe import BoxRegions, Entry, Filters, Recipe, Stage
 from sources import registry
 from sources.media import read_media_bytes
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 MIX_VERSION = "1"  # bump when the selection rule changes, so that finished mixes are redone
-_COLUMNS = ["id", "subset", "split", "task", "media", "regions", "conversation"]
 _SELECTING = ("covered", "resample")  # the entry statuses that select samples; the others are shortfalls
 # a mix file: MIX_SCHEMA's columns, which every reader takes, plus the entry that chose the sample (for the report)
 SELECTION_SCHEMA = workspace.MIX_SCHEMA.append(pa.field("entry", pa.string()))
@@ -108,29 +115,148 @@ def rank(*key: Any) -> bytes:
     return hashlib.blake2b("\x1f".join(map(str, key)).encode(), digest_size=16).digest()
 
 
-def _keep(row: dict[str, Any], entry: Entry) -> bool:
-    f: Filters = entry.filters
-    prompts = {r["prompt"] for r in row["regions"]}
-    kind = row["media"]["kind"] if row["media"] else "none"  # text-only general_qa has no media
-    return ((entry.subsets is None or any(fnmatchcase(row["subset"], pattern) for pattern in entry.subsets))
-            and (entry.tasks is None or row["task"] in entry.tasks)
-            and (f.splits is None or row["split"] in f.splits)
-            and (f.media_kind is None or kind == f.media_kind)
-            and (f.prompts is None or prompts <= set(f.prompts))
-            and (f.max_regions is None or len(row["regions"]) <= f.max_regions))
+@dataclass(frozen=True)
+class Coded:
+    """A string column as dictionary codes: a filter tests each distinct value once."""
+
+    codes: np.ndarray
+    values: list[str | None]
+
+    @classmethod
+    def of(cls, column: pa.Array | pa.ChunkedArray) -> Coded:
+        encoded = pc.dictionary_encode(column)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        return cls(encoded.indices.to_numpy(zero_copy_only=False), encoded.dictionary.to_pylist())
+
+    def matching(self, test: Any) -> np.ndarray:
+        return np.isin(self.codes, [i for i, value in enumerate(self.values) if test(value)])
 
 
-def _digest(row: dict[str, Any]) -> str:
-    media = row["media"]
-    regions = [{k: r[k] for k in ("prompt", "frames")} for r in row["regions"]]
-    geometry = media and [media["kind"], media["width"], media["height"], len(media["frames"])]
-    key = [geometry, regions, row["conversation"]]
-    return hashlib.sha1(canonical_json(key).encode()).hexdigest()
+_FRAMES = "regions.list.element.frames.list.element"
+# the leaves selection reads: a mask or box is only tested for null, so one small leaf of each stands for it
+_SELECTED = ["id", "subset", "split", "task", "media.kind", "regions.list.element.prompt", f"{_FRAMES}.mask.size", f"{_FRAMES}.box"]
+# the leaves `_digests` reads
+_DIGESTED = ["media.kind", "media.width", "media.height", "media.frames", "regions.list.element.prompt",
+             "regions.list.element.frames", "conversation"]
+_GAPS = ("", "box", "point")
 
 
-def _gap(row: dict[str, Any]) -> str:
-    missing = [f for r in row["regions"] for f in r["frames"] if f["mask"] is None]
-    return "point" if any(f["box"] is None for f in missing) else "box" if missing else ""
+@functools.cache
+def _no_rows() -> pa.Table:
+    """An empty table of the projected columns (what a source without parts reads as)."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(SAMPLE_SCHEMA.empty_table(), buffer)
+    return pq.ParquetFile(pa.BufferReader(buffer.getvalue())).read(columns=_SELECTED)
+
+
+@dataclass(frozen=True)
+class SourceColumns:
+    """What selection needs of one source's complete parts, read once (column projection) for all
+    the entries that read the source: per row its part, id, subset, split, task, media kind,
+    region count, prompts and mask gap (`_GAPS`)."""
+
+    parts: list[str]  # relative to the workspace
+    starts: dict[str, int]  # part -> its first row here
+    part_of: np.ndarray
+    row: np.ndarray
+    ids: list[str]
+    subset: Coded
+    split: Coded
+    task: Coded
+    kind: Coded  # "none" for text-only samples
+    regions: np.ndarray
+    prompt: Coded  # per region
+    region_row: np.ndarray
+    gap: np.ndarray
+
+    @classmethod
+    def read(cls, out: Path, source: str) -> SourceColumns:
+        paths = workspace.complete_parts(out, source)
+        tables = [pq.ParquetFile(path).read(columns=_SELECTED) for path in paths]
+        table = pa.concat_tables([_no_rows(), *tables])
+        sizes = np.array([t.num_rows for t in tables], dtype=np.int64)
+        starts = np.cumsum(sizes) - sizes
+        regions = table["regions"].combine_chunks()
+        region_row = pc.list_parent_indices(regions).to_numpy()
+        flat = pc.list_flatten(regions)
+        frames = pc.struct_field(flat, "frames")
+        frame_row = region_row[pc.list_parent_indices(frames).to_numpy()]
+        frame = pc.list_flatten(frames)
+        no_mask = pc.is_null(pc.struct_field(frame, "mask")).to_numpy(zero_copy_only=False)
+        no_box = pc.is_null(pc.struct_field(frame, "box")).to_numpy(zero_copy_only=False)
+        gap = np.zeros(table.num_rows, dtype=np.int8)
+        gap[frame_row[no_mask]] = 1
+        gap[frame_row[no_mask & no_box]] = 2
+        parts = [str(path.relative_to(out)) for path in paths]
+        return cls(parts, dict(zip(parts, starts.tolist())), np.repeat(np.arange(len(parts)), sizes),
+                   np.arange(table.num_rows) - np.repeat(starts, sizes),
+                   table["id"].to_pylist(), Coded.of(table["subset"]), Coded.of(table["split"]), Coded.of(table["task"]),
+                   Coded.of(pc.fill_null(pc.struct_field(table["media"], "kind"), "none")),
+                   pc.list_value_length(regions).to_numpy(zero_copy_only=False), Coded.of(pc.struct_field(flat, "prompt")),
+                   region_row, gap)
+
+    def keep(self, entry: Entry) -> np.ndarray:
+        """Which rows match the entry's subsets, tasks and filters."""
+        f: Filters = entry.filters
+        keep = np.ones(len(self.ids), dtype=bool)
+        if entry.subsets is not None:
+            keep &= self.subset.matching(lambda v: any(fnmatchcase(v, pattern) for pattern in entry.subsets))
+        if entry.tasks is not None:
+            keep &= self.task.matching(lambda v: v in entry.tasks)
+        if f.splits is not None:
+            keep &= self.split.matching(lambda v: v in f.splits)
+        if f.media_kind is not None:
+            keep &= self.kind.matching(lambda v: v == f.media_kind)
+        if f.prompts is not None:  # every region's prompt allowed
+            other = ~self.prompt.matching(lambda v: v in f.prompts)
+            keep &= np.bincount(self.region_row[other], minlength=len(self.ids)) == 0
+        if f.max_regions is not None:
+            keep &= self.regions <= f.max_regions
+        return keep
+
+
+def _text(values: pa.Array) -> pa.Array:
+    """Each value as text `<length>:<text>`, a null as `~`: joined with any separator, such
+    values never run together, so a joined key is equal only for equal values."""
+    text = pc.cast(values, pa.string())
+    return pc.fill_null(pc.binary_join_element_wise(pc.cast(pc.utf8_length(text), pa.string()), text, ":"), "~")
+
+
+def _list_text(values: pa.Array) -> pa.Array:
+    """A list column's elements as one `_text` each (list<number> values: their texts joined)."""
+    return _text(pc.binary_join(pc.cast(values, pa.list_(pa.string())), ","))
+
+
+def _grouped(keys: pa.Array, lists: pa.Array) -> pa.Array:
+    """Per list of `lists`, the `_text` of its elements' `keys` (the flattened elements, in order) joined."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
+    return _text(pc.binary_join(pa.ListArray.from_arrays(offsets, keys), ","))
+
+
+def _digests(table: pa.Table) -> list[str]:
+    """Per row of a part's `_DIGESTED` columns, a sha1 of its media geometry (kind, width, height,
+    frame count), regions (prompt; per frame its index, mask, box, point) and conversation:
+    equal digests make two samples dedup suspects. The key is built by pyarrow kernels, each
+    value length-prefixed (`_text`), so equal keys mean equal values; only the sha1 is per row in
+    Python (pyarrow's nested `to_pylist` costs ~0.5 ms a row)."""
+    media, regions, turns = (table[name].combine_chunks() for name in ("media", "regions", "conversation"))
+    field = pc.struct_field
+    geometry = pc.if_else(media.is_valid(), pc.binary_join_element_wise(
+        *(_text(field(media, f)) for f in ("kind", "width", "height")), _text(pc.list_value_length(field(media, "frames"))), ";"), "~")
+    flat = pc.list_flatten(regions)
+    frames = field(flat, "frames")
+    frame = pc.list_flatten(frames)
+    mask = field(frame, "mask")
+    mask_key = pc.if_else(mask.is_valid(), pc.binary_join_element_wise(_list_text(field(mask, "size")), _text(field(mask, "counts")), ";"), "~")
+    frame_key = pc.binary_join_element_wise(_text(field(frame, "frame")), _text(mask_key), _list_text(field(frame, "box")),
+                                            _list_text(field(frame, "point")), ";")
+    region_key = pc.binary_join_element_wise(_text(field(flat, "prompt")), _grouped(frame_key, frames), ";")
+    turn = pc.list_flatten(turns)
+    turn_key = pc.binary_join_element_wise(_text(field(turn, "role")), _text(field(turn, "text")), ";")
+    keys = pc.binary_join_element_wise(_text(geometry), _grouped(region_key, regions), _grouped(turn_key, turns), "|")
+    return [hashlib.sha1(key.encode()).hexdigest() for key in keys.to_pylist()]
 
 
 def _lost(gap: str, policy: BoxRegions | None) -> bool:
@@ -146,51 +272,67 @@ def reads(source: str, policy: BoxRegions | None, ingested: set[str]) -> str:
     return segmented if policy in ("sam2", "box-mask") and segmented in ingested else source
 
 
-def candidates(out: Path, entry: Entry, earlier: dict[str, list[Candidate]], source: str) -> list[Candidate]:
+def candidates(columns: dict[str, SourceColumns], out: Path, entry: Entry, earlier: dict[str, list[Candidate]],
+               source: str) -> list[Candidate]:
     """The entry's candidates: the samples of `source` (its source, or what the build segmented from
     it) in part/row order, or for a re-sample the ones the earlier stage `earlier[entry.source]`
-    selected, that match its subsets, tasks and filters."""
+    selected, that match its subsets, tasks and filters. `columns`: each source's columns, read
+    on first use."""
+    def of(name: str) -> SourceColumns:
+        if name not in columns:
+            columns[name] = SourceColumns.read(out, name)
+        return columns[name]
+
     if entry.source in earlier:
-        by_part: dict[str, list[Candidate]] = {}
-        for c in earlier[entry.source]:
-            by_part.setdefault(c.part, []).append(c)
-        kept = []
-        for part, chosen in sorted(by_part.items()):
-            rows = pq.read_table(out / part, columns=_COLUMNS).take([c.row for c in chosen]).to_pylist()
-            kept += [c for c, row in zip(chosen, rows) if _keep(row, entry)]
-        return kept
-    found = []
-    for path in workspace.complete_parts(out, source):
-        part = str(path.relative_to(out))
-        for i, row in enumerate(pq.read_table(path, columns=_COLUMNS).to_pylist()):
-            if _keep(row, entry):
-                native = row["id"].split("/", 1)[1]
-                found.append(Candidate(row["id"], source, part, i, _digest(row), f"{entry.source}/{native}", _gap(row)))
-    return found
+        chosen = earlier[entry.source]
+        keep = {name: of(name).keep(entry) for name in sorted({c.source for c in chosen})}
+        return [c for c in chosen if keep[c.source][columns[c.source].starts[c.part] + c.row]]
+    table = of(source)
+    rows = np.flatnonzero(table.keep(entry))
+    return [Candidate(sample_id, source, table.parts[part], row, "", f"{entry.source}/{sample_id.split('/', 1)[1]}", _GAPS[gap])
+            for sample_id, part, row, gap in zip([table.ids[i] for i in rows.tolist()], table.part_of[rows].tolist(),
+                                                 table.row[rows].tolist(), table.gap[rows].tolist())]
+
+
+class Digests:
+    """The digest (`_digests`) of a candidate, computed for all the rows of its part when the mix first visits
+    one (reading only the columns the digest covers) and kept for the other entries."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.parts: dict[str, list[str]] = {}
+
+    def __call__(self, c: Candidate) -> str:
+        if c.part not in self.parts:
+            self.parts[c.part] = _digests(pq.ParquetFile(self.out / c.part).read(columns=_DIGESTED))
+        return self.parts[c.part][c.row]
 
 
 class ContentHasher:
     """sha1 of a candidate's media bytes (every frame for frame folders), cached per file.
 
-    Called only for candidates whose digest matches a selected sample's, so it re-reads the
-    media column of their part (a few parts cached) instead of every candidate carrying its
-    frame list.
+    Called only for candidates whose digest matches a selected sample's, so it reads the media
+    paths of their parts (kept: suspects come in rank order, from any part) instead of every
+    candidate carrying its frame list.
     """
 
     def __init__(self, out: Path):
         self.out = out
         self.files: dict[tuple[str, str], str] = {}
-        self.media = functools.lru_cache(maxsize=8)(self._media_column)
+        self.media = functools.cache(self._media_column)
 
     def __call__(self, c: Candidate) -> str:
-        media = self.media(c.part)[c.row]
-        if media is None:  # text-only: equal digests already mean equal content
+        paths = self.media(c.part)[c.row]
+        if paths is None:  # text-only: equal digests already mean equal content
             return ""
-        paths = media["frames"] or [media["path"]]
         return hashlib.sha1("".join(self._file(c.source, p) for p in paths).encode()).hexdigest()
 
-    def _media_column(self, part: str) -> list[dict[str, Any]]:
-        return pq.read_table(self.out / part, columns=["media"])["media"].to_pylist()
+    def _media_column(self, part: str) -> list[list[str] | None]:
+        """Per row the media files: its frames, else its path (None without media); flat leaves
+        only (pyarrow's nested `to_pylist` is slow)."""
+        media = pq.ParquetFile(self.out / part).read(columns=["media.path", "media.frames"])["media"].combine_chunks()
+        return [(frames or [path]) if valid else None for valid, path, frames in zip(
+            media.is_valid().to_pylist(), pc.struct_field(media, "path").to_pylist(), pc.struct_field(media, "frames").to_pylist())]
 
     def _file(self, source: str, relative: str) -> str:
         key = (source, relative)
@@ -214,9 +356,13 @@ def entry_status(entry: Entry, ingested: set[str], stages: set[str]) -> str:
 
 
 def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hasher: ContentHasher,
-              earlier: dict[str, list[Candidate]], policy: BoxRegions | None = None) -> tuple[list[Candidate], list[dict]]:
+              earlier: dict[str, list[Candidate]], policy: BoxRegions | None = None,
+              columns: dict[str, SourceColumns] | None = None, digests: Digests | None = None) -> tuple[list[Candidate], list[dict]]:
     """The stage's selection in output order, and one report row per entry; `earlier`: the selections
-    of the stages before it, by name; `policy`: what becomes of box/point regions (module doc)."""
+    of the stages before it, by name; `policy`: what becomes of box/point regions (module doc);
+    `columns` and `digests`: what earlier stages read, shared so that each source is read once."""
+    columns = {} if columns is None else columns
+    digests = digests or Digests(out)
     selected: list[Candidate] = []
     by_digest: dict[str, list[Candidate]] = {}
     report = []
@@ -231,7 +377,7 @@ def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hashe
             row.update(requested=entry.count, available=None, duplicates=0, selected=0, box_point=None, to_shards=None,
                        unsupported=entry.count if status == "no-adapter" else None)
             continue
-        found = candidates(out, entry, earlier, source)
+        found = candidates(columns, out, entry, earlier, source)
         pool = sorted((c for c in found if not (policy == "drop" and c.gap)),
                       key=lambda c: rank(recipe.seed, stage.name, entry.name, c.ranked))
         requested = entry.count if entry.count is not None else round(entry.fraction * len(pool))
@@ -239,11 +385,12 @@ def mix_stage(out: Path, recipe: Recipe, stage: Stage, ingested: set[str], hashe
         for c in pool:
             if len(taken) == requested:
                 break
-            if any(hasher(c) == hasher(o) for o in by_digest.get(c.digest, [])):
+            digest = digests(c)
+            if any(hasher(c) == hasher(o) for o in by_digest.get(digest, [])):
                 duplicates += 1
                 continue
-            taken.append(replace(c, entry=entry.name))
-            by_digest.setdefault(c.digest, []).append(c)
+            taken.append(replace(c, digest=digest, entry=entry.name))
+            by_digest.setdefault(digest, []).append(c)
         selected.extend(taken)
         lost = sum(_lost(c.gap, policy) for c in taken)
         row.update(requested=requested, available=len(found), duplicates=duplicates, selected=len(taken),
@@ -370,10 +517,11 @@ def mix(recipe: Recipe, out: Path, dry_run: bool = False, allow_missing: bool = 
     if not dry_run and not mix_state(out, recipe, policy) and stats_file.is_file():
         print(f"mix {recipe.name}: complete, made from the same recipe and parts: reused ({mix_marker(out, recipe)})")
         return json.loads(stats_file.read_text(encoding="utf-8"))
-    hasher = ContentHasher(out)
+    hasher, columns, digests = ContentHasher(out), {}, Digests(out)
     selections, report = {}, {}
     for stage in recipe.stages:  # in recipe order, so that a re-sample finds its earlier stage's selection
-        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher, selections, policy)
+        selections[stage.name], report[stage.name] = mix_stage(out, recipe, stage, ingested, hasher, selections, policy,
+                                                               columns, digests)
     stats = {"recipe": recipe.name, "seed": recipe.seed, "box_regions": policy, "stages": report,
              "duplicates_removed": sum(r["duplicates"] for rows in report.values() for r in rows)}
     if not dry_run:

@@ -3,12 +3,17 @@
     pixelrefer shard --mix OUT/mix/<recipe>/<stage>.parquet --out OUT [--mode official|paper] [--lite]
                      [--max-samples-per-shard N] [--max-shard-bytes B] [--workers K] [--ray-address ADDR]
 
-Reads the mix's samples in order (`pipelines.workspace.iter_mixed_samples`), runs SAOT
+The mix's rows are cut into fixed blocks of `--max-samples-per-shard` rows (`plan_blocks`). Each
+block is one unit of work: a worker (this process, or one of K Ray actors) reads the block's
+samples (`pipelines.workspace.iter_mixed_samples` over its row range), runs SAOT
 (`tokenization.saot`, batched pixels in `tokenization.saot_torch`, CUDA when present) for every
 region on every annotated frame, and writes
 
-    OUT/shards/<recipe>/<stage>/NNNNNN.tar          samples; member layout in docs/shards.md
-    OUT/shards/<recipe>/<stage>/NNNNNN_stats.json   mix rows covered, counts, rejects, sha256 (written last)
+    OUT/shards/<recipe>/<stage>/RRRRRRRRR.tar        samples from mix row R on (format: tokenization.shardformat)
+    OUT/shards/<recipe>/<stage>/RRRRRRRRR_stats.json the block starting at row R: its shards, counts, rejects (written last)
+
+The driver only plans blocks and collects their stats, then writes
+
     OUT/shards/<recipe>/<stage>/index.json          shard list, sample counts, bytes, sha256
     OUT/shards/<recipe>/<stage>/sizes.json          shard name -> sample count
     OUT/shards/<recipe>/<stage>/rejects.jsonl       {reason, locator, detail} of rejected samples
@@ -22,15 +27,16 @@ saying so; a rerun with other settings is refused with the settings that differ 
 same flags, or delete the folder), since it would silently replace shards made on purpose with
 other flags.
 
-Deterministic: a shard closes by sample count or byte size in mix order, tar members carry fixed
-mtime/uid/gid/mode, PNG settings are fixed. Resumable: a shard whose stats file exists is kept and
-the rerun restarts at the next mix row; anything after it is rewritten byte-identically.
+Deterministic: blocks depend only on the mix size and the sample limit, shards are named by
+their first mix row and close by sample count or byte size in row order, tar members carry fixed
+mtime/uid/gid/mode, JPEG/PNG settings are fixed: any worker count writes the same bytes.
+Resumable: a block whose stats file exists (with its shards) is kept; every other block is redone.
 Videos are sampled as the official loader does (1 fps, at most 180 frames; frame folders are 3 fps
 unless media.fps says otherwise) and annotated frames are always stored at full size; frames of
-video files are decoded with PyAV and stored as lossless PNG. Every stored image is decoded
-(`sources.imagedecode`): one that is truncated, corrupt or a decompression bomb rejects its sample
-(`image_unreadable`, `image_too_large`); 16-bit, CMYK, palette and alpha images are stored as
-PNGs of their RGB pixels.
+video files are decoded with PyAV and stored as JPEG (shardformat.FRAME_QUALITY). Every stored
+image is decoded (`sources.imagedecode`): one that is truncated, corrupt or a decompression bomb
+rejects its sample (`image_unreadable`, `image_too_large`); 16-bit, CMYK, palette and alpha
+images are stored as PNGs of their RGB pixels.
 """
 
 from __future__ import annotations
@@ -43,14 +49,13 @@ import os
 import tarfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import av
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from pipelines import raypool, workspace
@@ -58,18 +63,15 @@ from schemas import Reject, Sample, masks
 from sources import imagedecode
 from sources.media import MissingFrame, load_frames, read_media_bytes
 from sources.roots import Roots
-from tokenization import saot, saot_torch
+from tokenization import saot, saot_torch, shardformat
 from tokenization.saot import SaotConfig
-from train.shards import FORMAT, global_view
 
 SAMPLE_FPS = 1.0  # official --fps 1
 MAX_FRAMES = 180  # official --max_frames 180
 FOLDER_FPS = 3.0  # the official loader's assumption for frame folders
 ORIGINAL_IMAGE_TYPES = ("jpg", "jpeg", "png")  # stored as-is when 8-bit grey/RGB; anything else is re-encoded as PNG
-PNG_LEVEL = 1  # fixed zlib level: fast, and part of the byte-identity contract
-CHUNK = 8  # samples per Ray task
 VIEW_SIZE = 384  # stored global view of images: SigLIP-so400m-patch14-384, the PixelRefer 2B/7B vision input
-SHARD_VERSION = "1"  # bump when the encoding changes, so that finished shards are redone
+SHARD_VERSION = "2"  # bump when the encoding changes, so that finished shards are redone
 
 
 @dataclass(frozen=True)
@@ -109,88 +111,77 @@ def video_frames(num_frames: int, fps: float | None) -> tuple[list[int], float]:
     return sorted({int(round(v)) for v in np.linspace(0, num_frames - 1, MAX_FRAMES)}), rate
 
 
-def _png(image: torch.Tensor) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue()
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _stored_image(data: bytes, path: str, name: str, sample_id: str) -> tuple[str, bytes, torch.Tensor]:
-    """(member suffix, bytes, uint8 (3, H, W) frame): the original file when every decoder reads it
-    as the same 8-bit RGB, else a PNG of the RGB frame. An image that does not decode (truncated,
-    corrupt, or declaring more than MAX_PIXELS) rejects the sample."""
+def _stored_image(data: bytes, path: str, frame: int | None, sample_id: str) -> tuple[str, bytes, torch.Tensor]:
+    """(member suffix, bytes, uint8 (3, H, W) frame) of an image (`frame` None) or a video frame:
+    the original file when every decoder reads it as the same 8-bit RGB, else a PNG of the RGB
+    frame. An image that does not decode (truncated, corrupt, or declaring more than MAX_PIXELS)
+    rejects the sample."""
     try:
         rgb = imagedecode.decode_rgb(data, imagedecode.MAX_PIXELS)
     except imagedecode.ImageDecodeError as err:
         raise Reject(err.reason, f"{path}: {err}", sample_id) from None
-    frame = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+    pixels = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
     ext = Path(path).suffix.lower().lstrip(".")
     if ext in ORIGINAL_IMAGE_TYPES and imagedecode.portable(data):
-        return f"{name}.{ext}", data, frame
-    return f"{name}.png", _png(frame), frame
+        return shardformat.frame_member(frame, ext), data, pixels
+    return shardformat.frame_member(frame, "png"), shardformat.png(pixels), pixels
 
 
-def _local_views(where: list[tuple[int, int]], cfg: SaotConfig) -> list[int]:
-    """Which object's 224x224 local view each object uses: its own, except in official Lite mode,
-    where the released cache (keyed by frame) gives every object the first object's view of its frame."""
-    if cfg.mode != "official":
-        return list(range(len(where)))
-    first: dict[int, int] = {}
-    return [first.setdefault(frame, i) for i, (_, frame) in enumerate(where)]
-
-
-def _frame_files(sample: Sample, root: Roots, annotated: list[int]) -> tuple[dict[int, tuple[str, bytes]], list[int], dict]:
-    """(frame -> (path, bytes)) of the frames to store, the sampled frames and their timestamps."""
+def _frame_plan(sample: Sample, annotated: list[int]) -> tuple[list[int], list[int], dict]:
+    """The frames to store, the sampled frames and their timestamps."""
     media = sample.media
     if media is None:  # a text-only general_qa sample: its KEY.json is the whole sample
-        return {}, [], {}
+        return [], [], {}
     if media.kind == "image":
-        return {0: (media.path, read_media_bytes(root, media.path))}, [0], {0: None}
+        return [0], [0], {0: None}
     count = len(media.frames) or media.num_frames
     if not count:
         raise Reject("video_frame_count_unknown", f"{media.path}: no frame list and no num_frames", sample.id)
     sampled, rate = video_frames(count, media.fps)
     timestamps = {i: (media.timestamps[i] if media.timestamps else i / rate) for i in range(count)}
-    wanted = sorted(set(sampled) | set(annotated))
-    if media.frames:
-        files = {f: (media.frames[f], read_media_bytes(root, media.frames[f])) for f in wanted}
-    else:  # a video file: stored frames are lossless PNGs of the decoded frames
-        try:
-            decoded = load_frames(sample, root, wanted)
-        except MissingFrame as err:
-            raise Reject("frame_out_of_range", str(err), sample.id) from None
-        files = {f: ("frame.png", _png(torch.from_numpy(rgb).permute(2, 0, 1))) for f, rgb in decoded.items()}
-    return files, sampled, timestamps
+    return sorted(set(sampled) | set(annotated)), sampled, timestamps
+
+
+def _store_clip(sample: Sample, root: Roots, frames: list[int], annotated: list[int], device: torch.device,
+                sampled: list[int], timestamps: dict) -> tuple[list, list[shardformat.FrameEntry], dict]:
+    """`_store_frames` of a video file: the file itself is the one member of all its `frames`
+    (their JPEGs would be ~7x an H.264 clip); its frames are decoded here and again when read."""
+    media = sample.media
+    try:
+        rgb = load_frames(sample, root, frames)
+    except MissingFrame as err:
+        raise Reject("frame_out_of_range", str(err), sample.id) from None
+    member = shardformat.clip_member(Path(media.path).suffix.lower().lstrip(".") or "video")
+    entries = [shardformat.FrameEntry(f, timestamps[f], f in sampled, f in annotated, member, None, None) for f in frames]
+    decoded = {f: torch.from_numpy(rgb[f]).permute(2, 0, 1).contiguous().to(device) for f in annotated}
+    return [(f"{sample.key}.{member}", read_media_bytes(root, media.path))], entries, decoded
 
 
 def _store_frames(sample: Sample, root: Roots, annotated: list[int], device: torch.device,
-                  view_size: int) -> tuple[list, list[dict], dict]:
-    """Members and metadata of the stored frames, and the annotated frames decoded on `device`.
+                  view_size: int) -> tuple[list, list[shardformat.FrameEntry], dict]:
+    """Members and entries of the stored frames, and the annotated frames decoded on `device`.
 
-    Images also get their `view_size` global view (raw uint8); video frames do not, since a
-    clip's views would cost frames x S x S x 3 bytes (the trainer resizes those while loading)."""
+    Images also get their `view_size` global view (JPEG); video frames do not (the trainer
+    resizes those while loading, and a clip's views would cost as much as its frames)."""
     media, key = sample.media, sample.key
-    files, sampled, timestamps = _frame_files(sample, root, annotated)
-    members, frame_meta, decoded = [], [], {}
-    for f, (path, data) in sorted(files.items()):
-        suffix, payload, frame = _stored_image(data, path, "image" if media.kind == "image" else f"frame_{f:06d}", sample.id)
+    wanted, sampled, timestamps = _frame_plan(sample, annotated)
+    if media is not None and media.kind == "video" and not media.frames:
+        return _store_clip(sample, root, wanted, annotated, device, sampled, timestamps)
+    members, entries, decoded = [], [], {}
+    for f in wanted:
+        path = media.path if media.kind == "image" else media.frames[f]
+        data = read_media_bytes(root, path)
+        suffix, payload, frame = _stored_image(data, path, None if media.kind == "image" else f, sample.id)
         members.append((f"{key}.{suffix}", payload))
         if f in annotated:
             decoded[f] = frame.to(device)
             if tuple(decoded[f].shape[1:]) != (media.height, media.width):
                 raise Reject("frame_size_mismatch", f"{path} is {tuple(decoded[f].shape[1:])}, masks are {(media.height, media.width)}", sample.id)
-        view = "view.npy" if media.kind == "image" and view_size else None
+        view = shardformat.VIEW if media.kind == "image" and view_size else None
         if view:
-            members.append((f"{key}.{view}", _npy(global_view(payload, view_size).numpy())))
-        frame_meta.append({"frame": f, "timestamp": timestamps[f], "sampled": f in sampled, "annotated": f in annotated,
-                           "member": suffix, "view": view, "lite_global": None})
-    return members, frame_meta, decoded
+            members.append((f"{key}.{view}", shardformat.jpeg(shardformat.global_view(payload, view_size), shardformat.VIEW_QUALITY)))
+        entries.append(shardformat.FrameEntry(f, timestamps[f], f in sampled, f in annotated, suffix, view, None))
+    return members, entries, decoded
 
 
 def _crop_jobs(sample: Sample, annotated: list[int], cfg: SaotConfig) -> tuple[list[saot_torch.CropJob], list[tuple[int, int]]]:
@@ -221,41 +212,38 @@ def encode_sample(sample: Sample, root: Roots, cfg: SaotConfig, device: torch.de
     key = sample.key
     annotated = sorted({rf.frame for r in sample.regions for rf in r.frames})
     jobs, where = _crop_jobs(sample, annotated, cfg)
-    members, frame_meta, decoded = _store_frames(sample, root, annotated, device, view_size)
-    outs = saot_torch.tokenize_batch([decoded[f] for f in annotated], jobs, cfg)
-    local_of = _local_views(where, cfg)
+    members, frames, decoded = _store_frames(sample, root, annotated, device, view_size)
+    local_of = saot_torch.local_owners(jobs, cfg)
+    outs = saot_torch.tokenize_batch([decoded[f] for f in annotated], jobs, cfg, local_of)
     local_index = {v: k for k, v in enumerate(sorted(set(local_of)))}  # stored local view of each object
-    objects, crops, grids, positions, pixels, cells = [], [], [], [], 0, 0
+    objects, crops, grids, positions, cells = [], [], [], [], 0
     for i, ((ri, f), job, out) in enumerate(zip(where, jobs, outs)):
         if out.token_count == 0:
             raise Reject("no_object_tokens", f"region {ri} frame {f}: the grid mask sums below 1", sample.id)
         g = job.geom
         stored = decoded[f][(slice(None), *g.crop_slice)] if native_crop(g) else out.crop
-        crops.append(stored.cpu().numpy().ravel())
+        crops.append((f"{key}.{shardformat.crop_member(i)}", shardformat.jpeg(stored, shardformat.CROP_QUALITY)))
         grids.append(out.grid.numpy().ravel())
         positions.append(saot.position_grid(g).reshape(-1, 2))
-        size, crop_size = g.grid_hw[0] * g.grid_hw[1], crops[-1].size
-        objects.append({"region": ri, "frame": f, "box": list(g.box), "frame_hw": list(g.frame_hw), "area": g.area,
-                        "scale": g.scale, "crop_hw": list(g.crop_hw), "resize_hw": list(g.resize_hw),
-                        "grid_hw": list(g.grid_hw), "token_count": out.token_count, "stored_hw": list(stored.shape[1:]),
-                        "pixels": [pixels, pixels + crop_size],
-                        "cells": [cells, cells + size], "lite_local": local_index[local_of[i]] if cfg.lite else None})
-        cells, pixels = cells + size, pixels + crop_size
+        size = g.grid_hw[0] * g.grid_hw[1]
+        objects.append(shardformat.ObjectEntry(
+            ri, f, g.box, g.frame_hw, g.area, g.scale, g.crop_hw, g.resize_hw, g.grid_hw, out.token_count,
+            shardformat.crop_member(i), (cells, cells + size), shardformat.lite_local_member(local_index[local_of[i]]) if cfg.lite else None))
+        cells += size
+    members += crops
     if objects:
-        members.append((f"{key}.crops.npy", _npy(np.concatenate(crops))))
-        members.append((f"{key}.grid.npy", _npy(np.concatenate(grids).astype(np.float32))))
-        members.append((f"{key}.pos.npy", _npy(np.concatenate(positions).astype(np.float32))))
+        members.append((f"{key}.{shardformat.GRID}", shardformat.npy(np.concatenate(grids).astype(np.float32))))
+        members.append((f"{key}.{shardformat.POS}", shardformat.npy(np.concatenate(positions).astype(np.float32))))
     if cfg.lite and objects:
-        annotated_meta = [m for m in frame_meta if m["annotated"]]
-        for k, meta in enumerate(annotated_meta):
-            meta["lite_global"] = k
-        views = saot_torch.global_views([decoded[f] for f in annotated])
-        members.append((f"{key}.lite_global.npy", _npy(torch.stack(views).cpu().numpy())))
-        members.append((f"{key}.lite_local.npy", _npy(torch.stack([outs[i].local for i in local_index]).cpu().numpy())))
-    header = {"format": FORMAT, "sample": sample.model_dump(mode="json"), "saot": asdict(cfg), "view_size": view_size,
-              "frames": frame_meta, "objects": objects}
-    text = json.dumps(header, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return [(f"{key}.json", text), *members]
+        views = iter(saot_torch.global_views([decoded[f] for f in annotated]))
+        for k, f in enumerate(annotated):
+            members.append((f"{key}.{shardformat.lite_global_member(k)}", shardformat.jpeg(next(views), shardformat.VIEW_QUALITY)))
+        position = {f: k for k, f in enumerate(annotated)}
+        frames = [replace(e, lite_global=shardformat.lite_global_member(position[e.frame])) if e.annotated else e for e in frames]
+        members += [(f"{key}.{shardformat.lite_local_member(k)}", shardformat.jpeg(outs[i].local, shardformat.CROP_QUALITY))
+                    for i, k in local_index.items()]
+    header = shardformat.Header(sample.model_dump(mode="json"), asdict(cfg), view_size, frames, objects)
+    return [(f"{key}.json", header.encode()), *members]
 
 
 Outcome = tuple[int, str, list[tuple[str, bytes]] | dict[str, str]]  # (mix row, key, members | reject row)
@@ -269,54 +257,24 @@ def _outcome(row: int, sample: Sample, root: Roots, cfg: SaotConfig, view_size: 
         return row, sample.key, reject.to_dict()
 
 
-class _Encoder:
-    """A Ray actor: encodes chunks of (row, sample JSON, root) on its own device."""
-
-    def __init__(self, cfg: SaotConfig, view_size: int):
-        self.cfg, self.view_size, self.device = cfg, view_size, saot_torch.default_device()
-
-    def encode(self, chunk: list[tuple[int, str, Roots]]) -> list[Outcome]:
-        return [_outcome(row, Sample.model_validate_json(s), roots, self.cfg, self.view_size, self.device) for row, s, roots in chunk]
-
-
-def _chunks(rows: Iterable[tuple[int, tuple[Sample, Roots]]]) -> Iterator[list[tuple[int, str, Roots]]]:
-    chunk = []
-    for row, (sample, root) in rows:
-        chunk.append((row, sample.model_dump_json(), root))
-        if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def encoded(rows: Iterable[tuple[int, tuple[Sample, Roots]]], cfg: SaotConfig, view_size: int, workers: int,
-            ray_address: str | None) -> Iterator[Outcome]:
-    """Outcomes in mix order: in this process, or on `workers` Ray actors (chunks, in order)."""
-    if not workers:
-        device = saot_torch.default_device()
-        for row, (sample, root) in rows:
-            yield _outcome(row, sample, root, cfg, view_size, device)
-        return
-    import ray
-
-    with raypool.ray_session(ray_address, workers):
-        actor = ray.remote(num_gpus=raypool.gpus_per_actor())(_Encoder)
-        actors = [actor.remote(cfg, view_size) for _ in range(workers)]
-        for _, results in raypool.fan_out(actors, ((i, (c,)) for i, c in enumerate(_chunks(rows))), workers,
-                                          method="encode", ordered=True):
-            yield from results
-
-
 # ---------------------------------------------------------------- shard files
 
 
-def shard_path(dest: Path, index: int) -> Path:
-    return dest / f"{index:06d}.tar"
+def shard_path(dest: Path, row: int) -> Path:
+    """A shard is named by the first mix row of its range, so names never depend on the workers."""
+    return dest / f"{row:09d}.tar"
 
 
-def stats_path(dest: Path, index: int) -> Path:
-    return dest / f"{index:06d}_stats.json"
+def marker_path(dest: Path, start: int) -> Path:
+    """The stats of the block of mix rows starting at `start`: its completion marker."""
+    return dest / f"{start:09d}_stats.json"
+
+
+def plan_blocks(total: int, limits: ShardLimits) -> list[tuple[int, int]]:
+    """The mix row ranges `[start, stop)` that are units of work, fixed by the mix size and the
+    sample limit only (a block never holds more samples than rows): any worker count, any resume,
+    gives the same blocks, hence the same shard files."""
+    return [(start, min(start + limits.max_samples, total)) for start in range(0, total, limits.max_samples)]
 
 
 def _tar_size(members: list[tuple[str, bytes]]) -> int:
@@ -325,13 +283,13 @@ def _tar_size(members: list[tuple[str, bytes]]) -> int:
 
 
 class _ShardFile:
-    """One shard being written: a temp tar, renamed on close, then its stats file (the marker)."""
+    """One shard being written: a temp tar, renamed on close."""
 
-    def __init__(self, dest: Path, index: int, first_row: int):
-        self.dest, self.index, self.first_row = dest, index, first_row
-        self.tmp = workspace.temp_path(shard_path(dest, index))
+    def __init__(self, dest: Path, first_row: int):
+        self.path, self.first_row = shard_path(dest, first_row), first_row
+        self.tmp = workspace.temp_path(self.path)
         self.tar = tarfile.open(self.tmp, "w", format=tarfile.GNU_FORMAT)
-        self.samples, self.size, self.rejects = 0, 0, []
+        self.samples, self.size = 0, 0
 
     def add(self, members: list[tuple[str, bytes]]) -> None:
         for name, data in members:
@@ -343,69 +301,112 @@ class _ShardFile:
 
     def close(self, end_row: int) -> dict:
         self.tar.close()
-        path = shard_path(self.dest, self.index)
-        os.replace(self.tmp, path)
-        stats = {"shard": path.name, "rows": [self.first_row, end_row], "samples": self.samples,
-                 "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                 "rejected": dict(sorted(Counter(r["reason"] for r in self.rejects).items())), "rejects": self.rejects}
-        workspace.write_json_atomic(stats_path(self.dest, self.index), stats)
-        return stats
+        data = self.tmp.read_bytes()
+        os.replace(self.tmp, self.path)
+        return {"shard": self.path.name, "rows": [self.first_row, end_row], "samples": self.samples, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def completed(dest: Path) -> list[dict]:
-    """Stats of the complete shards 0, 1, ... (stops at the first shard without its stats file)."""
-    done = []
-    while stats_path(dest, len(done)).is_file() and shard_path(dest, len(done)).is_file():
-        done.append(json.loads(stats_path(dest, len(done)).read_text(encoding="utf-8")))
+def write_block(outcomes: Iterable[Outcome], dest: Path, start: int, stop: int, limits: ShardLimits) -> dict:
+    """Roll the outcomes of mix rows `[start, stop)` into shards (closing at either limit, in row
+    order), then write the block's stats file last; returns the stats. A block of rejects only
+    has no shard; its rejects are still in its stats."""
+    shards, shard, rejects = [], None, []
+    for row, _key, result in outcomes:
+        if isinstance(result, dict):
+            rejects.append(result)
+            continue
+        if shard and (shard.samples >= limits.max_samples or shard.size + _tar_size(result) > limits.max_bytes):
+            shards.append(shard.close(end_row=row))
+            shard = None
+        if shard is None:
+            shard = _ShardFile(dest, row if shards else start)
+        shard.add(result)
+    if shard:
+        shards.append(shard.close(end_row=stop))
+    stats = {"rows": [start, stop], "shards": shards, "samples": sum(s["samples"] for s in shards),
+             "rejected": dict(sorted(Counter(r["reason"] for r in rejects).items())), "rejects": rejects}
+    workspace.write_json_atomic(marker_path(dest, start), stats)
+    return stats
+
+
+class _Writer:
+    """Encodes and writes blocks of mix rows: in this process, or as a Ray actor (one per worker)."""
+
+    def __init__(self, out: Path, mix: Path, dest: Path, cfg: SaotConfig, view_size: int, limits: ShardLimits):
+        self.out, self.mix, self.dest, self.cfg, self.view_size, self.limits = out, mix, dest, cfg, view_size, limits
+        self.device = saot_torch.default_device()
+
+    def limit_threads(self) -> None:
+        """Torch threads = the CPUs Ray gave this actor (Ray workers otherwise see every core)."""
+        import ray
+
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+
+    def write(self, start: int, stop: int) -> dict:
+        rows = enumerate(workspace.iter_mixed_samples(self.out, self.mix, start, stop), start)
+        outcomes = (_outcome(row, sample, root, self.cfg, self.view_size, self.device) for row, (sample, root) in rows)
+        return write_block(outcomes, self.dest, start, stop, self.limits)
+
+
+def write_blocks(writer: _Writer, blocks: list[tuple[int, int]], workers: int, ray_address: str | None) -> Iterator[dict]:
+    """Each block's stats as it finishes: in this process, or on `workers` Ray actors that read
+    their own rows and write their own files (the driver only hands out row ranges)."""
+    jobs = ((start, (start, stop)) for start, stop in blocks)
+    if not workers:
+        for _, stats in raypool.fan_out(writer.write, jobs, 0):
+            yield stats
+        return
+    import ray
+
+    with raypool.ray_session(ray_address, workers):
+        actor = ray.remote(num_cpus=1, num_gpus=raypool.gpus_per_actor())(_Writer)
+        actors = [actor.remote(writer.out, writer.mix, writer.dest, writer.cfg, writer.view_size, writer.limits) for _ in range(workers)]
+        try:
+            ray.get([a.limit_threads.remote() for a in actors])
+            for _, stats in raypool.fan_out(actors, jobs, workers, method="write"):
+                yield stats
+        finally:  # free their CPUs now, not when Ray collects the handles (a next stage may need them)
+            for a in actors:
+                ray.kill(a)
+
+
+def completed(dest: Path, blocks: list[tuple[int, int]]) -> dict[int, dict]:
+    """Stats of the complete blocks (stats file and every shard it lists present), by first row."""
+    done = {}
+    for start, stop in blocks:
+        path = marker_path(dest, start)
+        if path.is_file():
+            stats = json.loads(path.read_text(encoding="utf-8"))
+            if stats["rows"] == [start, stop] and all((dest / s["shard"]).is_file() for s in stats["shards"]):
+                done[start] = stats
     return done
 
 
-def _clear_after(dest: Path, first: int) -> None:
-    """Remove partial or stale outputs from shard `first` on (a crash may have left them)."""
+def _clear_except(dest: Path, keep: dict[int, dict]) -> None:
+    """Remove every shard or stats file not of a kept block (a crash may have left partial ones),
+    and the stage-level files (rewritten at the end)."""
+    names = {marker_path(dest, start).name for start in keep} | {s["shard"] for b in keep.values() for s in b["shards"]}
     for path in sorted(dest.glob("*")):
-        stem = path.name.split(".")[0].split("_")[0]
-        if stem.isdigit() and int(stem) >= first:
+        if path.name.split(".")[0].split("_")[0].isdigit() and path.name not in names:
             path.unlink()
     for name in ("index.json", "sizes.json", "rejects.jsonl"):
         (dest / name).unlink(missing_ok=True)
 
 
-def write_shards(outcomes: Iterable[Outcome], dest: Path, start: int, first_row: int, total_rows: int, limits: ShardLimits) -> list[dict]:
-    """Roll outcomes (from mix row `first_row`) into shards `start`, `start+1`, ...; return their stats."""
-    written, shard, pending = [], None, []
-    for row, _key, result in outcomes:
-        if isinstance(result, dict):
-            (shard.rejects if shard else pending).append(result)
-            continue
-        if shard and (shard.samples >= limits.max_samples or shard.size + _tar_size(result) > limits.max_bytes):
-            written.append(shard.close(end_row=row))
-            shard = None
-        if shard is None:
-            shard = _ShardFile(dest, start + len(written), written[-1]["rows"][1] if written else first_row)
-            shard.rejects, pending = pending, []
-        shard.add(result)
-    if shard:
-        written.append(shard.close(end_row=total_rows))
-    elif pending:
-        shard = _ShardFile(dest, start + len(written), written[-1]["rows"][1] if written else first_row)
-        shard.rejects = pending
-        written.append(shard.close(end_row=total_rows))
-    return written
-
-
-def write_index(dest: Path, stats: list[dict], made_from: dict) -> None:
-    """index.json, sizes.json and rejects.jsonl of a stage, from its shards' stats files."""
+def write_index(dest: Path, blocks: list[dict], made_from: dict) -> None:
+    """index.json, sizes.json and rejects.jsonl of a stage, from its blocks' stats (in row order)."""
     rejected = Counter()
-    for s in stats:
-        rejected.update(s["rejected"])
-    index = {"format": FORMAT, "mix": made_from["mix"], "saot": made_from["saot"], "view_size": made_from["view_size"],
-             "made_from": made_from,
-             "shards": [{k: s[k] for k in ("shard", "samples", "bytes", "sha256", "rows")} for s in stats],
-             "samples": sum(s["samples"] for s in stats), "records": stats[-1]["rows"][1] if stats else 0,
+    for b in blocks:
+        rejected.update(b["rejected"])
+    shards = [s for b in blocks for s in b["shards"]]
+    index = {"format": shardformat.FORMAT, "mix": made_from["mix"], "saot": made_from["saot"], "view_size": made_from["view_size"],
+             "made_from": made_from, "shards": shards,
+             "samples": sum(s["samples"] for s in shards), "records": blocks[-1]["rows"][1] if blocks else 0,
              "rejected": dict(sorted(rejected.items()))}
-    rows = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for s in stats for r in s["rejects"])
+    rows = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for b in blocks for r in b["rejects"])
     (dest / "rejects.jsonl").write_text(rows, encoding="utf-8")
-    workspace.write_json_atomic(dest / "sizes.json", {s["shard"]: s["samples"] for s in stats})
+    workspace.write_json_atomic(dest / "sizes.json", {s["shard"]: s["samples"] for s in shards})
     workspace.write_json_atomic(dest / "index.json", index)
 
 
@@ -420,7 +421,7 @@ def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, view
     used = sorted(set(pq.read_table(mix, columns=["part"]).column("part").to_pylist()))
     data = {"mix_sha256": hashes.sha256(mix), "parts": [hashes.part(out, out / part) for part in used]}
     hashes.save()
-    made_from = {"stage": "shard", "version": SHARD_VERSION, "format": FORMAT, "mix": f"mix/{recipe}/{stage}.parquet",
+    made_from = {"stage": "shard", "version": SHARD_VERSION, "format": shardformat.FORMAT, "mix": f"mix/{recipe}/{stage}.parquet",
                  "saot": asdict(cfg), "view_size": view_size, "limits": asdict(limits), **data}
     recorded_path = dest / "config.json"
     recorded = json.loads(recorded_path.read_text(encoding="utf-8")) if recorded_path.is_file() else None
@@ -428,23 +429,25 @@ def shard_stage(out: Path, mix: Path, cfg: SaotConfig, limits: ShardLimits, view
     if recorded is not None and {k: v for k, v in recorded.items() if k not in data} != settings:
         raise ValueError(f"{dest} holds shards made with other settings ({workspace.what_changed(recorded, made_from)} "
                          f"differ from {recorded_path}); rerun with the same flags, or delete that folder to rebuild")
-    first = 0
+    blocks = plan_blocks(pq.read_metadata(mix).num_rows, limits)
+    done = {}
     if recorded is not None and {k: recorded.get(k) for k in data} != data:
         print(f"shard {recipe}/{stage}: the data changed since these shards were made "
               f"({workspace.what_changed({k: recorded.get(k) for k in data}, data)}; mix sha256 "
               f"{str(recorded.get('mix_sha256'))[:12]} -> {data['mix_sha256'][:12]}): redoing every shard", flush=True)
     else:
-        first = len(completed(dest))
-    _clear_after(dest, first)
+        done = completed(dest, blocks)
+    _clear_except(dest, done)
     workspace.write_json_atomic(recorded_path, made_from)
     workspace.remove_dead_temps(dest)
-    done = completed(dest)
-    first_row = done[-1]["rows"][1] if done else 0
-    total = pq.read_metadata(mix).num_rows
-    rows = ((r, item) for r, item in enumerate(workspace.iter_mixed_samples(out, mix)) if r >= first_row)
-    progress = tqdm(rows, total=total, initial=first_row, desc=f"shard {recipe}/{stage}", unit="sample")
-    new = write_shards(encoded(progress, cfg, view_size, workers, ray_address), dest, len(done), first_row, total, limits)
-    write_index(dest, done + new, made_from)
+    todo = [b for b in blocks if b[0] not in done]
+    writer = _Writer(out, mix, dest, cfg, view_size, limits)
+    with tqdm(total=blocks[-1][1] if blocks else 0, initial=sum(b - a for a, b in blocks if a in done),
+              desc=f"shard {recipe}/{stage}", unit="sample") as progress:
+        for stats in write_blocks(writer, todo, workers, ray_address):
+            done[stats["rows"][0]] = stats
+            progress.update(stats["rows"][1] - stats["rows"][0])
+    write_index(dest, [done[start] for start, _ in blocks], made_from)
     return dest
 
 

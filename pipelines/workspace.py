@@ -12,7 +12,7 @@
     <out>/mix/<recipe>/<stage>.parquet           chosen samples: columns id, source, part, row
     <out>/mix/<recipe>/mix.done                  the mix's marker: what it was made from, each stage file's sha256
     <out>/videoqa/...                            engine outputs, request cache, failed_requests.jsonl
-    <out>/shards/<recipe>/<stage>/NNNNNN.tar     WebDataset shards + NNNNNN_stats.json + index.json + config.json (made from)
+    <out>/shards/<recipe>/<stage>/RRRRRRRRR.tar  WebDataset shards + RRRRRRRRR_stats.json per row block + index.json + config.json
 
 Every stage writes a unit to a temporary name (`atomic_path`: unique per writer), renames it,
 then writes its marker. The marker's `made_from` records what the unit was made from (input
@@ -311,6 +311,19 @@ class FileHashes:
             self.changed = False
 
 
+def changed_inputs(out: Path, source: str) -> list[str]:
+    """The annotation files recorded by `source`'s ingested parts whose bytes no longer match
+    (a plan-level check: it plans no units, so a file the release gained is not seen here)."""
+    roots, hashes, changed = source_root(out, source), FileHashes(out), set()
+    for _, marker in source_parts(out, source):
+        for recorded in (marker.get("made_from") or {}).get("inputs", []):
+            path = roots.annotations / recorded["path"]  # absolute recorded paths stay absolute
+            if hashes.identity(path, roots.annotations) != recorded:
+                changed.add(recorded["path"])
+    hashes.save()
+    return sorted(changed)
+
+
 def source_root(out: Path, source: str) -> Roots:
     """The declared roots that `source`'s media paths resolve against (recorded by ingest)."""
     info = unified_dir(out, source) / "source.json"
@@ -324,17 +337,20 @@ def ingested_sources(out: Path) -> list[str]:
     return sorted(p.parent.name for p in (out / "unified").glob("*/source.json"))
 
 
-def iter_mixed_samples(out: Path, mix_file: Path, block_rows: int = 16384) -> Iterator[tuple[Sample, Roots]]:
-    """The samples a mix file chose, in its order, each with its source's declared roots.
+def iter_mixed_samples(out: Path, mix_file: Path, start: int = 0, stop: int | None = None,
+                       block_rows: int = 16384) -> Iterator[tuple[Sample, Roots]]:
+    """The samples of mix rows `[start, stop)` (default: all), in mix order, each with its source's
+    declared roots.
 
     A mix is in shuffled order, so rows are fetched a block at a time: each part a block needs
     is read once and only its chosen rows are kept. Memory is one block of samples plus one
     part, whatever the size of the mix; each part is read once per block that uses it.
     """
-    mix = pq.read_table(mix_file, schema=MIX_SCHEMA).to_pylist()
+    table = pq.read_table(mix_file, schema=MIX_SCHEMA)
+    mix = table.slice(start, (table.num_rows if stop is None else stop) - start).to_pylist()
     roots = {source: source_root(out, source) for source in sorted({m["source"] for m in mix})}
-    for start in range(0, len(mix), block_rows):
-        block = mix[start : start + block_rows]
+    for first in range(0, len(mix), block_rows):
+        block = mix[first : first + block_rows]
         by_part: dict[str, set[int]] = {}
         for m in block:
             by_part.setdefault(m["part"], set()).add(m["row"])

@@ -1,10 +1,11 @@
 """COCO-format building blocks shared by the LVIS, PACO and RefCOCO adapters.
 
-* `read_index(path)`: a COCO-style JSON (images / annotations / categories) parsed once per
-  process and indexed by image. Memory: the whole file is parsed with `json.loads`, so a worker
-  holds roughly 5-8x the file size while converting (LVIS v1 train, ~1 GB on disk, needs several
-  GB); the index is cached per process (keyed by path, size and mtime), so the units a worker
-  converts share one parse instead of re-reading the file per unit.
+* Memory and units: a COCO-style JSON (images / annotations / categories) is never parsed whole
+  by the recognition adapters. `units()` counts its images through `sources.cocoindex` (one
+  streaming pass writes an on-disk index of byte spans, grouped by image); a unit's `records()`
+  parses only its images' and their annotations' spans. Per-process peak memory does not grow
+  with the file (tests/benchmarks/bench_ingest.py --memory). `read_index(path)` loads a whole
+  index (RefCOCO's instances.json, which its refs address by annotation id).
 * `category_label(name)`: LVIS/PACO names to plain words: `car_(automobile)` -> `car`,
   `trash_can` -> `trash can`, `handbag:zip` -> `handbag zip` (object, then part: the form
   Osprey's evaluation compares against).
@@ -18,20 +19,18 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from schemas import Media, Reject, Region, RegionFrame, Turn, masks
+from schemas import Media, Region, RegionFrame, Reject, Turn, masks
 from schemas.placeholders import obj
-from sources import jsonarray
 from sources.base import Adapter, Outcome, Unit, isolated
+from sources.cocoindex import CocoIndex, open_index
 from sources.common import image_size, segmentation_rle
 from sources.fixtures import Rect, rect_polygon
 from sources.roots import Roots
+
 
 def category_label(name: str) -> str:
     """`car_(automobile)` -> `car`; `trash_can` -> `trash can`; `handbag:zip` -> `handbag zip`.
@@ -43,71 +42,9 @@ def category_label(name: str) -> str:
     return " ".join(" ".join(part.split("_(")[0].replace("_", " ").split()) for part in name.split(":"))
 
 
-@dataclass(frozen=True)
-class CocoIndex:
-    """A COCO-style annotation file indexed by image."""
-
-    images: dict[int, dict[str, Any]]  # image id -> record, in ascending id order (ids listed once only)
-    annotations: dict[int, list[dict[str, Any]]]  # image id -> its annotations, by ascending id
-    categories: dict[int, dict[str, Any]]
-    orphans: list[dict[str, Any]]  # annotations whose image_id is not in images[]
-    duplicates: dict[int, int]  # image id listed more than once -> how many annotations name it
-    malformed: list[str]  # `images[3]`, `annotations[7]`, ...: records without an integer id
-
-
-def _with_ids(records: list[Any], kind: str, malformed: list[str]) -> list[dict[str, Any]]:
-    """The records that are objects with an integer `id`; the others' places go to `malformed`."""
-    kept = []
-    for i, record in enumerate(records):
-        value = record.get("id") if isinstance(record, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool):
-            kept.append(record)
-        else:
-            malformed.append(f"{kind}[{i}]")
-    return kept
-
-
-def build_index(data: Any, file: str) -> CocoIndex:
-    """Index a parsed COCO-style file; a file without the three top-level lists is a one-line
-    ValueError naming `file`, a record that is not an object with an integer id is listed in
-    `malformed` (one reject each), never the whole file's failure.
-
-    An image id listed twice cannot tell which annotations belong to which record, so neither is
-    used (today's LVIS loaders silently keep the later one, putting masks on the wrong image).
-    """
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or not isinstance(data.get(k), list)]
-    if missing:
-        raise ValueError(f"{file}: not a COCO-style annotation file (no list {missing[0]!r} at the top level)")
-    malformed: list[str] = []
-    image_records = _with_ids(data["images"], "images", malformed)
-    counts = Counter(img["id"] for img in image_records)
-    images = {img["id"]: img for img in sorted(image_records, key=lambda img: img["id"]) if counts[img["id"]] == 1}
-    anns = sorted(_with_ids(data["annotations"], "annotations", malformed), key=lambda a: a["id"])
-    categories = {c["id"]: c for c in _with_ids(data["categories"], "categories", malformed)}
-    annotations: dict[int, list[dict[str, Any]]] = {}
-    orphans, duplicates = [], {i: 0 for i, n in sorted(counts.items()) if n > 1}
-    for ann in anns:
-        image_id = ann.get("image_id")
-        if not isinstance(image_id, int):  # unhashable or foreign ids name no listed image
-            orphans.append(ann)
-        elif image_id in images:
-            annotations.setdefault(image_id, []).append(ann)
-        elif image_id in duplicates:
-            duplicates[image_id] += 1
-        else:
-            orphans.append(ann)
-    return CocoIndex(images, annotations, categories, orphans, duplicates, malformed)
-
-
-@lru_cache(maxsize=2)
-def _cached_index(path: str, size: int, mtime_ns: int) -> CocoIndex:
-    return build_index(jsonarray.load_json(Path(path)), Path(path).name)
-
-
 def read_index(path: Path) -> CocoIndex:
-    """The index of a COCO-style JSON, parsed once per process while the file is unchanged."""
-    stat = path.stat()
-    return _cached_index(str(path), stat.st_size, stat.st_mtime_ns)
+    """The whole index of a COCO-style JSON (RefCOCO's instances.json: its refs name any annotation)."""
+    return open_index(path).load()
 
 
 def checked_image(roots: Roots, relative: str, image: dict[str, Any], locator: str) -> tuple[int, int]:
@@ -217,7 +154,7 @@ class RecognitionAdapter(Adapter):
     def units(self, roots: Roots) -> list[Unit]:
         units = []
         for file in self.annotation_files(roots):
-            count = len(read_index(roots.annotations / file).images)
+            count = open_index(roots.annotations / file).count
             bounds = list(range(0, count, self.images_per_unit)) or [0]
             for k, start in enumerate(bounds):
                 spec = {"file": file, "start": start, "stop": start + self.images_per_unit, "last": k == len(bounds) - 1}
@@ -226,8 +163,8 @@ class RecognitionAdapter(Adapter):
 
     def records(self, roots: Roots, unit: Unit) -> Iterator[tuple[str, Any]]:
         file = unit.spec["file"]
-        index = read_index(roots.annotations / file)
-        for image_id in list(index.images)[unit.spec["start"] : unit.spec["stop"]]:
+        index = open_index(roots.annotations / file).load(unit.spec["start"], unit.spec["stop"], unit.spec["last"])
+        for image_id in index.images:
             if image_id in index.annotations:
                 yield f"{file}:images[id={image_id}]", (file, index, image_id)
         if unit.spec["last"]:

@@ -14,7 +14,10 @@ JSON's structure is ASCII, so only the values of non-ASCII strings come out garb
 uses elements for offsets and ids only. Memory holds one window (8 MiB, more only for a bigger
 element) and one element, however large the file. The pass also checks that the bytes are UTF-8.
 
-`load_json(path)` reads a whole small file (COCO-style indices, MeViS meta) with the same errors.
+`members(path, streamed)` walks a top-level object the same way, giving the elements of the arrays
+under the `streamed` keys one by one with their byte spans (COCO-style files: `sources.cocoindex`).
+
+`load_json(path)` reads a whole small file (MeViS meta, HC-STVG) with the same errors.
 Every file-level problem (empty, truncated, invalid JSON or UTF-8, not an array, nested too
 deeply) is a `JsonFileError` whose message is one line naming the file and the byte offset:
 
@@ -22,7 +25,7 @@ deeply) is a `JsonFileError` whose message is one line naming the file and the b
 
     >>> units = spans(Path("region_descriptions.json"))       # [{"start", "end", "first", "count", "notes"}]
     >>> records = read_span(Path("region_descriptions.json"), units[3])
-    >>> index = load_json(Path("lvis_v1_val.json"))
+    >>> meta = load_json(Path("meta_expressions.json"))
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ _BOM = "\xef\xbb\xbf"  # UTF-8 byte order mark, as latin-1 characters
 # than this, the depth a later recursive consumer of the value can still afford.
 MAX_DEPTH = 512
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)  # a string, or a bracket
+
+
+class NotAnObject(ValueError):
+    """`members`: the file's top-level value is not an object (`JsonFileError` for a broken one)."""
+
+
+STREAMED = object()  # `members`: the value of an array that came element by element
 
 
 class JsonFileError(ValueError):
@@ -107,6 +117,48 @@ class _Window:
             pos = self.refill(pos)
 
 
+def _open(window: _Window, path: Path, what: str) -> tuple[int, str]:
+    """Position and character of the file's first value (after a BOM); an empty file is an error."""
+    pos, char = window.next_char(window.refill(0))
+    if window.text.startswith(_BOM):
+        pos, char = window.next_char(len(_BOM))
+    if not char:
+        raise _error(path, "empty file", window.base + pos, f"expected {what}")
+    return pos, char
+
+
+def _close(window: _Window, path: Path, pos: int, closing: str) -> None:
+    """After the top-level value: nothing but whitespace may follow."""
+    pos, char = window.next_char(pos)
+    if char:
+        raise _error(path, "invalid JSON", window.base + pos, f"found {char!r} after the {closing}")
+
+
+def _array(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path, tag: tuple = ()) -> Iterator[tuple]:
+    """`(*tag, index, start, end, value)` of each element of the array whose `[` is at `pos`;
+    returns the window position just after its `]`."""
+    pos, char = window.next_char(pos + 1)
+    index, expected = 0, "a value or ']'"
+    while char != "]":
+        if not char:
+            raise _error(path, "truncated JSON", window.base + pos, f"expected {expected}")
+        start = window.base + pos
+        value, end = _decode(decoder, window, pos, path)
+        yield (*tag, index, start, end, value)
+        index += 1
+        pos, char = window.next_char(end - window.base)
+        if char == ",":
+            pos, char = window.next_char(pos + 1)
+            expected = "a value"
+            if char == "]":
+                raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before ']'")
+        elif not char:
+            raise _error(path, "truncated JSON", window.base + pos, "expected ',' or ']'")
+        elif char != "]":
+            raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or ']', found {char!r}")
+    return pos + 1
+
+
 def elements(path: Path) -> Iterator[tuple[int, int, int, Any]]:
     """`(index, start, end, value)` of each element of the top-level array in `path`.
 
@@ -114,38 +166,66 @@ def elements(path: Path) -> Iterator[tuple[int, int, int, Any]]:
     are exact). Raises JsonFileError naming the file and byte offset if the file is not a
     complete JSON array of UTF-8 text.
     """
+    with open(path, "rb") as f:
+        window = _Window(f, path)
+        pos, char = _open(window, path, "a JSON array")
+        if char != "[":
+            raise _error(path, "not a JSON array", window.base + pos, f"found {char!r}, expected a list of records")
+        pos = yield from _array(json.JSONDecoder(), window, pos, path)
+        _close(window, path, pos, "array's closing ']'")
+
+
+def members(path: Path, streamed: frozenset[str] | set[str]) -> Iterator[tuple[str, int | None, int, int, Any]]:
+    """The members of the top-level object in `path`, in file order, without holding it whole.
+
+    A member whose key is in `streamed` and whose value is an array comes element by element,
+    `(key, index, start, end, element)`, then closed by `(key, None, start, end, STREAMED)`
+    (the array's span); any other member comes whole, `(key, None, start, end, value)`. Offsets are bytes; strings (keys included) are decoded as latin-1, as in `elements`.
+    Raises NotAnObject when the top-level value is not an object, else JsonFileError naming the
+    file and byte offset if the file is not a complete JSON object of UTF-8 text, or lists a key
+    twice (json would silently keep the last value).
+    """
     decoder = json.JSONDecoder()
     with open(path, "rb") as f:
         window = _Window(f, path)
-        pos, char = window.next_char(window.refill(0))
-        if window.text.startswith(_BOM):
-            pos, char = window.next_char(len(_BOM))
-        if not char:
-            raise _error(path, "empty file", window.base + pos, "expected a JSON array")
-        if char != "[":
-            raise _error(path, "not a JSON array", window.base + pos, f"found {char!r}, expected a list of records")
+        pos, char = _open(window, path, "a JSON object")
+        if char != "{":
+            raise NotAnObject(f"{path}: not a JSON object at byte {window.base + pos} (found {char!r})")
         pos, char = window.next_char(pos + 1)
-        index, expected = 0, "a value or ']'"
-        while char != "]":
-            if not char:
-                raise _error(path, "truncated JSON", window.base + pos, f"expected {expected}")
-            start = window.base + pos
-            value, end = _decode(decoder, window, pos, path)
-            yield index, start, end, value
-            index += 1
+        seen: set[str] = set()
+        while char != "}":
+            if char != '"':
+                raise _error(path, "truncated JSON" if not char else "invalid JSON", window.base + pos, "expected a key")
+            key_at = window.base + pos
+            key, end = _decode(decoder, window, pos, path)
+            if key in seen:
+                raise _error(path, "invalid JSON", key_at, f"key {key!r} is listed twice at the top level")
+            seen.add(key)
             pos, char = window.next_char(end - window.base)
+            if char != ":":
+                raise _error(path, "truncated JSON" if not char else "invalid JSON", window.base + pos, "expected ':'")
+            pos, char = window.next_char(pos + 1)
+            if key in streamed and char == "[":
+                start = window.base + pos
+                pos = yield from _array(decoder, window, pos, path, (key,))
+                yield key, None, start, window.base + pos, STREAMED
+            else:
+                if not char:
+                    raise _error(path, "truncated JSON", window.base + pos, "expected a value")
+                start = window.base + pos
+                value, end = _decode(decoder, window, pos, path)
+                yield key, None, start, end, value
+                pos = end - window.base
+            pos, char = window.next_char(pos)
             if char == ",":
                 pos, char = window.next_char(pos + 1)
-                expected = "a value"
-                if char == "]":
-                    raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before ']'")
+                if char == "}":
+                    raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before '}'")
             elif not char:
-                raise _error(path, "truncated JSON", window.base + pos, "expected ',' or ']'")
-            elif char != "]":
-                raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or ']', found {char!r}")
-        pos, char = window.next_char(pos + 1)
-        if char:
-            raise _error(path, "invalid JSON", window.base + pos, f"found {char!r} after the array's closing ']'")
+                raise _error(path, "truncated JSON", window.base + pos, "expected ',' or '}'")
+            elif char != "}":
+                raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or '}}', found {char!r}")
+        _close(window, path, pos + 1, "object's closing '}'")
 
 
 def _decode(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path) -> tuple[Any, int]:

@@ -11,18 +11,16 @@ names a member inside it (DAM ships its images inside WebDataset tars):
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import av
 import numpy as np
-from PIL import Image
 
 from schemas import Sample
 from sources.imagedecode import MAX_PIXELS, decode_rgb
 from sources.roots import Roots
+from tokenization import shardformat
 
 
 class MissingFrame(FileNotFoundError):
@@ -60,6 +58,7 @@ def load_frames(sample: Sample, roots: Roots | Path, wanted: Iterable[int]) -> d
     """
     roots = Roots.of(roots)
     media = sample.media
+    size = (media.width, media.height)  # PIL order; an array's shape is (height, width, 3)
     wanted = sorted(set(wanted))
     count = media.frame_count
     if count is not None and wanted and wanted[-1] >= count:
@@ -68,15 +67,8 @@ def load_frames(sample: Sample, roots: Roots | Path, wanted: Iterable[int]) -> d
         paths = {f: media.path if media.kind == "image" else media.frames[f] for f in wanted}
         frames = {f: decode_rgb(read_media_bytes(roots, p), MAX_PIXELS) for f, p in paths.items()}
     else:
-        frames, index = {}, -1
-        with av.open(io.BytesIO(read_media_bytes(roots, media.path))) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index in wanted:
-                    frames[index] = frame.to_ndarray(format="rgb24")
-                if len(frames) == len(wanted):
-                    break
+        frames, decoded = shardformat.clip_frames(read_media_bytes(roots, media.path), wanted, size)
         if len(frames) < len(wanted):
             missing = sorted(set(wanted) - set(frames))
-            raise MissingFrame(f"{roots.media_path(media.path)} has no frame {missing[0]} (decoded {index + 1} frames)")
-    size = (media.width, media.height)  # PIL order; an array's shape is (height, width, 3)
-    return {f: rgb if rgb.shape[1::-1] == size else np.asarray(Image.fromarray(rgb).resize(size)) for f, rgb in frames.items()}
+            raise MissingFrame(f"{roots.media_path(media.path)} has no frame {missing[0]} (decoded {decoded} frames)")
+    return {f: shardformat.fit(rgb, size) for f, rgb in frames.items()}

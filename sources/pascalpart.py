@@ -202,9 +202,16 @@ def _object(cls: str, width: int, height: int, rect: Rect, parts: list[tuple[str
     return (cls, float(VOC_CLASSES.index(cls) + 1), rect_mask(width, height, rect), _struct_array(_PART, part_rows))
 
 
+_MAT_HEADER = 116  # the v5 header's text field: savemat writes the platform and the time into it
+
+
 def _write_mat(path: Path, imname: str, objects: list[tuple]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sio.savemat(str(path), {"anno": {"imname": imname, "objects": _struct_array(_OBJECT, objects)}})
+    # a fixed header text, so the same fixture has the same bytes on every run and machine
+    data = bytearray(path.read_bytes())
+    data[:_MAT_HEADER] = b"MATLAB 5.0 MAT-file, pixelrefer-data Pascal-Part fixture".ljust(_MAT_HEADER)
+    path.write_bytes(bytes(data))
 
 
 def write_fixture(root: Path) -> None:

@@ -48,7 +48,6 @@ def image_sample(**changes) -> Sample:
 def video_sample() -> Sample:
     """A valid two-region video QA sample on a 3-frame folder of 32x32 frames."""
     a = square_mask(32, 32, 2, 2, 6)
-    b = square_mask(32, 32, 20, 20, 5)
     return Sample(
         id="mevis/train/vid1_exp0",
         source="mevis",

@@ -5,7 +5,8 @@ per region and region frame, the SAOT crop with its grid mask, position grid and
 (what the shards hold). `encode` renders it (tokenization.chat) and orders the region frames as
 their token groups appear; `collate` pads a list of encoded examples into a `RegionBatch`;
 `Loader` deals fixed-size micro-batches to each rank from a source's seeded per-epoch order
-(`InMemory` here, shards in `train.shard_input`), with a resumable position (`state_dict`).
+(`InMemory` here, shards in `train.shard_input`), with a resumable position (`state_dict`), and
+counts the samples it skips by reason (`Loader.skipped`).
 
     loader = Loader(InMemory(encoded), micro_batch=2, rank=0, world=1, seed=0, pad_id=tok.pad_token_id)
     for batch in loader.batches(): loss_sum, n = model(batch)
@@ -114,6 +115,8 @@ class RegionBatch:
     position_ids: torch.Tensor | None = None
     merges: list[int] = field(default_factory=list)
     """Spatial merge of each entry of `images` (empty: all 1)."""
+    skipped: Counter = field(default_factory=Counter)
+    """Samples of this micro-batch the loader skipped, by `Reject` reason (too_long, ...)."""
 
     @property
     def supervised(self) -> int:
@@ -224,6 +227,8 @@ def _long(values: list[int]) -> torch.Tensor:
 class InMemory:
     """A list of already encoded items as a loader source (generated examples, tests)."""
 
+    files = 0  # no shard files: readers split the samples (see `Loader`)
+
     def __init__(self, items: Sequence[Encoded]):
         self.items = items
 
@@ -239,24 +244,51 @@ class InMemory:
 
 
 class Loader(torch.utils.data.IterableDataset):
-    """Micro-batches for one rank, in a fixed global order that resumes exactly.
+    """Micro-batches for one rank, in a fixed order that resumes exactly.
 
-    Epoch e reads `source.stream(e, seed)` (the same shuffled order on every rank). Node split:
-    rank r keeps stream positions p with p % world == r, cut so every rank gets the same number
-    of full micro-batches (no DDP hang at epoch end). Batch g (counted over all epochs) is built by
-    DataLoader worker g % workers, so round-robin collection keeps the order for any worker count;
-    items of other ranks' positions and of other workers' batches are never encoded. The position
-    is the number of batches consumed (`state_dict`). With `pack`, each micro-batch is one packed
-    row (`collate`): the same samples in the same order, without padding.
+    Readers: each rank, and each of its `workers` DataLoader workers (1 without workers), is one
+    of R = world x workers readers. Batch g of a rank (counted over all epochs) is built by its
+    worker g % workers, so the DataLoader's round-robin collection yields them in order.
+
+    Shard-level split (a source with at least R shard files, R > 1): epoch e shuffles the shard
+    files (seed, e) and reader i = rank x workers + worker reads only files i, i + R, ... of that
+    order, through its own shuffle buffer (`source.stream(e, seed, i, R)`), so no file is opened
+    by two readers. Every reader makes the same number of micro-batches per epoch, from the
+    samples any reader is sure to get (`source.reader_share(R)`), so ranks stay in step; the
+    rest of a longer share is left for that epoch. The batch order depends on R: resuming
+    exactly needs the same world size and worker count (`workers`, fixed at construction).
+
+    Sample-level split (one reader, fewer files than readers, or an in-memory source): every
+    reader streams `source.stream(e, seed)` (the same order everywhere); rank r keeps positions p
+    with p % world == r, cut so every rank gets the same number of full micro-batches (no DDP
+    hang at epoch end), and encodes only its workers' batches. The order is the same for any
+    worker count. With fewer files than readers, rank 0 says so on stderr once.
+
+    Either way, items of other readers are never encoded, and one reader is the single-process
+    order. The position is the number of batches consumed (`state_dict`). Samples whose
+    encoding raises `Reject` leave their batch and are counted by reason in `skipped`
+    (cumulative, kept by `consume`). With `pack`, each micro-batch is one packed row
+    (`collate`): the same samples in the same order, without padding.
     """
 
-    def __init__(self, source, micro_batch: int, rank: int, world: int, seed: int, pad_id: int, pack: bool = False):
+    def __init__(self, source, micro_batch: int, rank: int, world: int, seed: int, pad_id: int, pack: bool = False,
+                 workers: int = 0):
         self.source, self.micro_batch, self.rank, self.world = source, micro_batch, rank, world
         self.seed, self.pad_id, self.pack = seed, pad_id, pack
-        self.batches_per_epoch = len(source) // world // micro_batch
+        self.workers = max(workers, 1)
+        readers = world * self.workers
+        self.shard_readers = readers if 1 < readers <= source.files else 0
+        if self.shard_readers:
+            self.batches_per_epoch = source.reader_share(readers) // micro_batch * self.workers
+        else:
+            self.batches_per_epoch = len(source) // world // micro_batch
+            if source.files and readers > 1 and rank == 0:
+                print(f"{source.files} shard files for {readers} readers ({world} ranks x {self.workers} workers): "
+                      "every reader reads every file and keeps its share of the samples (sample-level split)", file=sys.stderr)
         if self.batches_per_epoch == 0:
-            raise ValueError(f"{len(source)} samples cannot fill one micro-batch of {micro_batch} on each of {world} ranks")
+            raise ValueError(f"{len(source)} samples cannot fill one micro-batch of {micro_batch} on each of {readers} readers")
         self.consumed = 0
+        self.skipped: Counter = Counter()
 
     def state_dict(self) -> dict:
         return {"batches": self.consumed}
@@ -264,15 +296,45 @@ class Loader(torch.utils.data.IterableDataset):
     def load_state_dict(self, state: dict) -> None:
         self.consumed = state["batches"]
 
+    def consume(self, batch: RegionBatch) -> None:
+        """Count a batch taken from this loader (in the process that trains on it)."""
+        self.consumed += 1
+        self.skipped.update(batch.skipped)
+
     def batches(self) -> Iterator[RegionBatch]:
         """Batches from the current position on, counting them (for single-process loading)."""
         for batch in self:
-            self.consumed += 1
+            self.consume(batch)
             yield batch
 
     def __iter__(self) -> Iterator[RegionBatch]:
         info = torch.utils.data.get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        workers = info.num_workers if info else 1
+        if self.shard_readers and workers != self.workers:
+            raise ValueError(f"this loader splits shards over {self.workers} workers per rank but runs in {workers}")
+        # The DataLoader collects round-robin from its worker 0 on, so worker 0 plays the part
+        # (reader) whose batch is next: a resumed position need not start a round.
+        worker = ((info.id if info else 0) + self.consumed) % workers
+        yield from (self._shard_batches if self.shard_readers else self._sample_batches)(worker, workers)
+
+    def _shard_batches(self, worker: int, workers: int) -> Iterator[RegionBatch]:
+        reader, per_reader = self.rank * workers + worker, self.batches_per_epoch // workers
+        g = self.consumed
+        while True:
+            epoch, first = divmod(g, self.batches_per_epoch)
+            group: list = []
+            j = 0  # this reader's batch index within the epoch; the rank's is j * workers + worker
+            for raw in self.source.stream(epoch, self.seed, reader, self.shard_readers):
+                group.append(raw)
+                if len(group) == self.micro_batch:
+                    if j * workers + worker >= first:
+                        yield self._collate(group)
+                    group, j = [], j + 1
+                    if j == per_reader:
+                        break
+            g = (epoch + 1) * self.batches_per_epoch
+
+    def _sample_batches(self, worker: int, workers: int) -> Iterator[RegionBatch]:
         g = self.consumed
         while True:
             epoch, first = divmod(g, self.batches_per_epoch)
@@ -291,15 +353,15 @@ class Loader(torch.utils.data.IterableDataset):
             g = (epoch + 1) * self.batches_per_epoch
 
     def _collate(self, group: list) -> RegionBatch:
-        """Encode and pad; a rejected item leaves the batch (reported on stderr, never silently)."""
+        """Encode and pad; a rejected item leaves the batch and is counted in `batch.skipped`."""
         items, rejected = [], []
         for raw in group:
             try:
                 items.append(self.source.encode(raw))
             except Reject as r:
-                rejected.append(str(r))
-        for message in rejected:
-            print(f"rank {self.rank}: skipped {message}", file=sys.stderr)
+                rejected.append(r)
         if not items:
-            raise ValueError(f"every sample of a micro-batch was rejected: {rejected}")
-        return collate(items, self.pad_id, self.pack)
+            raise ValueError(f"every sample of a micro-batch was rejected: {[str(r) for r in rejected]}")
+        batch = collate(items, self.pad_id, self.pack)
+        batch.skipped.update(r.reason for r in rejected)
+        return batch

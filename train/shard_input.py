@@ -1,9 +1,11 @@
 """Shards as a trainer input: `pixelrefer shard` output -> `Example` -> `Encoded`, streamed per epoch.
 
-Reads the stage folder's `sizes.json` for the sample count and its `NNNNNN.tar` files with the
+Reads the stage folder's `sizes.json` for the sample count and its `NNNNNNNNN.tar` files with the
 project's shard reader (`train.shards.to_shard_sample`). Each epoch visits the shards in an order
-seeded by (seed, epoch), then passes samples through a seeded shuffle buffer; every rank and
-worker reads the same order and `train.data.Loader` decides which positions it decodes.
+seeded by (seed, epoch), then passes samples through a seeded shuffle buffer. Split by
+`train.data.Loader`: with at least as many shard files as readers (ranks x workers), each reader
+opens only its own files of that order (`stream(epoch, seed, reader, readers)`); otherwise every
+reader reads the whole order and the Loader decides which positions it decodes.
 
     views = Views(image_size=384, local_size=224, patch=14, video_max_tokens=8192)
     source = ShardSource("OUT/shards/recipe/stage1", tokenizer, render_cfg, views)
@@ -21,8 +23,9 @@ import torch
 import webdataset as wds
 
 from tokenization.chat import RenderConfig
+from tokenization.shardformat import global_view
 from train.data import Encoded, Example, ObjectView, Views, encode, square
-from train.shards import ShardFrame, ShardSample, global_view, to_shard_sample
+from train.shards import ShardFrame, ShardSample, to_shard_sample
 
 
 def _frame_view(f: ShardFrame, size: int, lite: bool) -> torch.Tensor:
@@ -70,12 +73,24 @@ class ShardSource:
     def __len__(self) -> int:
         return sum(self.sizes.values())
 
-    def stream(self, epoch: int, seed: int) -> Iterator[dict]:
-        """Raw (undecoded) samples in this epoch's order: shard order, then a shuffle buffer."""
+    @property
+    def files(self) -> int:
+        return len(self.sizes)
+
+    def reader_share(self, readers: int) -> int:
+        """Samples that each of `readers` shard-level readers gets in any epoch, at least: each
+        reader gets files // readers files or more, so the sum of that many smallest files."""
+        sizes = sorted(self.sizes.values())
+        return sum(sizes[: len(sizes) // readers])
+
+    def stream(self, epoch: int, seed: int, reader: int = 0, readers: int = 1) -> Iterator[dict]:
+        """Raw (undecoded) samples of this epoch: the shards in a seeded order, of which this reader
+        opens files reader, reader + readers, ...; then a seeded shuffle buffer. One reader (the
+        default) reads every shard."""
         rng = random.Random(seed * 100_003 + epoch)
         shards = sorted(self.sizes)
         rng.shuffle(shards)
-        raw = wds.WebDataset([str(self.folder / s) for s in shards], shardshuffle=False, nodesplitter=None,
+        raw = wds.WebDataset([str(self.folder / s) for s in shards[reader::readers]], shardshuffle=False, nodesplitter=None,
                              workersplitter=None, empty_check=False)
         pool: list[dict] = []
         for item in raw:

@@ -10,7 +10,8 @@ cross-entropy divided by the supervised tokens of the whole step (all micro-batc
 so 1 x 4 and 4 x 1 give the same update. An existing run in `output_dir` is resumed from its
 newest complete checkpoint (model, optimizer, scheduler, loader position): the loss curve is the
 same as an uninterrupted run. Logs: `output_dir/log.jsonl` (one line per step: loss, supervised
-tokens, tokens/s, learning rates, validation loss), optionally TensorBoard events, a progress bar.
+tokens, tokens/s, learning rates, validation loss, `skipped`: samples the loaders of all ranks
+left out so far, by reason), optionally TensorBoard events, a progress bar.
 Weights train in fp32 (bf16 autocast on CUDA). `--export-hf DIR` writes the final model in Hugging
 Face format (train/export.py).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
 from itertools import islice
@@ -42,8 +44,10 @@ from train.synthetic import synthetic_examples
 from train.tokenizer import load_tokenizer
 
 
-def make_loader(cfg: TrainConfig, model: RegionMLLM, tokenizer, d: dist.Dist, shards: str | None = None) -> Loader:
-    """The rank's loader over shards (`shards`, default data.shards) or generated examples."""
+def make_loader(cfg: TrainConfig, model: RegionMLLM, tokenizer, d: dist.Dist, shards: str | None = None,
+                workers: int = 0) -> Loader:
+    """The rank's loader over shards (`shards`, default data.shards) or generated examples, read by
+    `workers` DataLoader workers (0: in this process)."""
     shards = cfg.data.shards if shards is None else shards
     render_cfg = RenderConfig(layout=cfg.model.framework, max_length=cfg.data.max_length, lite_tokens=cfg.model.object_tokens)
     views = Views(cfg.data.image_size, cfg.data.local_size, model.patch, cfg.data.video_max_tokens, model.video_merge)
@@ -56,7 +60,7 @@ def make_loader(cfg: TrainConfig, model: RegionMLLM, tokenizer, d: dist.Dist, sh
         if rejects:
             print(f"generated examples rejected: {dict(rejects)}", file=sys.stderr)
         source = InMemory(items)
-    return Loader(source, cfg.optim.micro_batch, d.rank, d.world, cfg.data.seed, tokenizer.pad_token_id, cfg.data.pack)
+    return Loader(source, cfg.optim.micro_batch, d.rank, d.world, cfg.data.seed, tokenizer.pad_token_id, cfg.data.pack, workers)
 
 
 def batch_stream(loader: Loader, workers: int) -> Iterator[RegionBatch]:
@@ -67,7 +71,7 @@ def batch_stream(loader: Loader, workers: int) -> Iterator[RegionBatch]:
 
     def counted():
         for batch in dl:
-            loader.consumed += 1
+            loader.consume(batch)
             yield batch
 
     return counted()
@@ -104,7 +108,7 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     model = prepare_model(cfg, tokenizer)
     model.to(d.device)
-    loader = make_loader(cfg, model, tokenizer, d)
+    loader = make_loader(cfg, model, tokenizer, d, workers=cfg.data.workers)
     val_loader = make_loader(cfg, model, tokenizer, d, cfg.data.val_shards) if cfg.data.val_shards else None
     accumulation = cfg.accumulation(d.world)
     total = cfg.optim.steps or int(cfg.optim.epochs * loader.batches_per_epoch // accumulation)
@@ -124,6 +128,8 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
         dist.load_full_state(wrapped, opt, model_state, optim_state["optimizer"], cfg.parallel, d)
         sched.load_state_dict(optim_state["scheduler"])
         loader.load_state_dict(meta["loader"])
+        if d.main:  # the saved counts are all ranks' sum: one rank carries them on
+            loader.skipped.update(meta.get("skipped", {}))
         start, tokens_seen = meta["step"], meta["tokens"]
     log = None
     if d.main:
@@ -167,9 +173,11 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
                  "tokens_per_s": n_input / seconds, "seconds": seconds, "lr": lrs}
         if val_loader is not None and (final or (cfg.val_every and (step + 1) % cfg.val_every == 0)):
             entry["val_loss"] = validate(wrapped, val_loader, cfg.data.val_batches, bf16, d)  # every rank takes part
-        if log is not None and ((step + 1) % cfg.log_every == 0 or final or "val_loss" in entry):
-            log.write(entry)
-            bar.set_postfix(loss=f"{step_loss:.4f}")
+        if (step + 1) % cfg.log_every == 0 or final or "val_loss" in entry:
+            entry["skipped"] = skipped_counts(loader, d)  # a collective: every rank calls it
+            if log is not None:
+                log.write(entry)
+                bar.set_postfix(loss=f"{step_loss:.4f}")
         if final or (cfg.save_every and (step + 1) % cfg.save_every == 0):
             _save(out, step + 1, wrapped, opt, sched, loader, tokens_seen, cfg, d, data)
     if log is not None:
@@ -181,14 +189,26 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
     return losses
 
 
+def skipped_counts(loader: Loader, d: dist.Dist) -> dict[str, int]:
+    """Samples the loaders of all ranks skipped so far, by reason (a collective: every rank calls it)."""
+    mine = dict(loader.skipped)
+    counts = [mine]
+    if d.world > 1:
+        counts = [None] * d.world
+        torch.distributed.all_gather_object(counts, mine)
+    return dict(sorted(sum(map(Counter, counts), Counter()).items()))
+
+
 def _save(out: Path, step: int, model, opt, sched, loader: Loader, tokens: int, cfg: TrainConfig, d: dist.Dist,
           data: dict | None) -> None:
     folder = checkpoint.step_dir(out, step)
     states = dist.full_state(model, opt, cfg.parallel, d)  # a collective under FSDP: every rank calls it
+    skipped = skipped_counts(loader, d)
     if d.main:
         model_state, optim_state = states
         checkpoint.save(folder, model_state, {"optimizer": optim_state, "scheduler": sched.state_dict()}, to_dict(cfg))
-        checkpoint.finish(folder, {"step": step, "tokens": tokens, "loader": loader.state_dict(), "data": data})
+        checkpoint.finish(folder, {"step": step, "tokens": tokens, "loader": loader.state_dict(), "data": data,
+                                   "skipped": skipped})
     dist.barrier(d)
 
 

@@ -1,15 +1,19 @@
 """SAOT crop throughput: the official-style per-object OpenCV loop vs our batched torch path.
 
     .venv/bin/python tests/benchmarks/bench_saot.py [--images 96] [--regions 4] [--batch 16] [--repeat 3]
-                                                   [--width 640 --height 480] [--threads 1] [--lite]
+                                                   [--width 640 --height 480] [--threads 1]
 
-One generated corpus (JPEGs, RLE ellipse masks of ~300 px to ~60k px), one process, four paths:
-  (a) baseline: cv2 decode, per object pycocotools decode + np.where box + mask.sum() + cv2.resize
-      + bilinear grid mask (tests/benchmarks/official_saot.py, the released algorithm);
-  (b) ours on CPU: torchvision decode, geometry from the RLE, batched torch crops (tokenize_batch);
-  (c) ours on CUDA (nvjpeg decode), when a GPU is present;
-  (d) floor: decoding the images and masks only (what any path must at least do).
-Prints region-crops/s per path (best of --repeat interleaved rounds) and the ratios ours/baseline and ours/floor.
+One generated corpus (JPEGs, RLE ellipse masks of ~300 px to ~60k px), one process, official
+mode, PixelRefer and PixelRefer-Lite side by side:
+  baseline: cv2 decode, per object pycocotools decode + box scan (np.where; Lite: cv2.findNonZero,
+      as each release does) + mask.sum() + cv2.resize + bilinear grid mask
+      (tests/benchmarks/official_saot.py); Lite adds the 336x336 global view and the 224x224 local
+      view once per frame, as the released Lite loader caches them;
+  ours: torchvision decode, geometry from the RLE, batched torch crops and grid masks
+      (tokenize_batch), Lite local views once per frame (local_owners) and global views per batch;
+      on CPU, and on CUDA (nvjpeg decode) when a GPU is present;
+  floor: decoding the images and masks only (what any path must at least do).
+Prints region-crops/s per path (best of --repeat interleaved rounds) and ours/baseline per mode.
 Torch and OpenCV get the same CPU thread count (--threads; 1 by default, because on a shared
 machine thread pools spin against other load and the figures become noise).
 """
@@ -56,16 +60,22 @@ def corpus(images: int, regions: int, size: tuple[int, int], seed: int = 0) -> l
 
 
 def baseline(data, cfg: SaotConfig) -> int:
+    """The released loaders' loop over one sample's frames (official mode). Lite resizes the
+    336x336 global view and the 224x224 local view once per frame (the released `img_resize_cache`
+    keeps both per frame; the local one is the frame's first object's)."""
     n = 0
     for jpeg, rles in data:
         image = decode_bgr_to_rgb(jpeg)
-        for rle in rles:
-            official_object(image, masks.decode(rle).astype(np.uint8), lite=cfg.lite, paper=cfg.mode == "paper")
+        if cfg.lite:
+            cv2.resize(image, (saot.LITE_GLOBAL,) * 2, interpolation=cv2.INTER_AREA)
+        for k, rle in enumerate(rles):
+            official_object(image, masks.decode(rle).astype(np.uint8), lite=cfg.lite, local=k == 0)
             n += 1
     return n
 
 
 def ours(data, cfg: SaotConfig, device: torch.device, batch: int) -> int:
+    """The shard writer's path: batched crops, grid masks, per-frame Lite local and global views."""
     n = 0
     H, W = masks.decode(data[0][1][0]).shape
     for start in range(0, len(data), batch):
@@ -76,7 +86,9 @@ def ours(data, cfg: SaotConfig, device: torch.device, batch: int) -> int:
                 x0, y0, x1, y1 = masks.bbox(rle)
                 geom = saot.geometry(masks.area(rle), (int(y0), int(x0), int(y1) - 1, int(x1) - 1), (H, W), cfg)
                 jobs.append(saot_torch.CropJob(len(frames) - 1, masks.decode(rle), geom))
-        n += len(saot_torch.tokenize_batch(frames, jobs, cfg))
+        n += len(saot_torch.tokenize_batch(frames, jobs, cfg, saot_torch.local_owners(jobs, cfg)))
+        if cfg.lite:
+            saot_torch.global_views(frames)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return n
@@ -107,43 +119,39 @@ def best_rates(paths: dict, repeat: int) -> dict[str, float]:
     return best
 
 
+MODES = {"PixelRefer": SaotConfig(), "Lite": SaotConfig(lite=True)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=96, help="Images in the generated corpus.")
     parser.add_argument("--regions", type=int, default=4, help="Masks per image.")
     parser.add_argument("--batch", type=int, default=16, help="Images per tokenize_batch call (ours).")
     parser.add_argument("--repeat", type=int, default=3, help="Timed rounds (each runs every path once); the best per path is reported.")
-    parser.add_argument("--lite", action="store_true", help="Benchmark the PixelRefer-Lite configuration.")
     parser.add_argument("--width", type=int, default=640, help="Image width.")
     parser.add_argument("--height", type=int, default=480, help="Image height.")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and OpenCV alike.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    cfg = SaotConfig(lite=args.lite)
     data = corpus(args.images, args.regions, (args.width, args.height))
-    cpu = torch.device("cpu")
     print(f"corpus: {args.images} images {args.width}x{args.height}, {args.images * args.regions} regions; "
-          f"threads {args.threads}; {cfg}")
-    paths = {
-        "a baseline (OpenCV per object)": lambda: baseline(data, cfg),
-        "b ours, torch CPU": lambda: ours(data, cfg, cpu, args.batch),
-        "d floor, decode only (CPU)": lambda: floor(data, cpu),
-    }
-    if torch.cuda.is_available():
-        gpu = torch.device("cuda")
-        paths["c ours, torch CUDA"] = lambda: ours(data, cfg, gpu, args.batch)
-        paths["d floor, decode only (CUDA)"] = lambda: floor(data, gpu)
-    else:
-        print("CUDA: not available, path (c) not run")
+          f"threads {args.threads}; official mode")
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if len(devices) == 1:
+        print("CUDA: not available, ours on CUDA not run")
+    paths = {f"floor, decode only ({d.type})": (lambda d=d: floor(data, d)) for d in devices}
+    for mode, cfg in MODES.items():
+        paths[f"{mode} baseline (OpenCV)"] = lambda cfg=cfg: baseline(data, cfg)
+        for d in devices:
+            paths[f"{mode} ours ({d.type})"] = lambda cfg=cfg, d=d: ours(data, cfg, d, args.batch)
     rates = best_rates(paths, args.repeat)
-    for name, rate in sorted(rates.items()):
+    for name, rate in rates.items():
         print(f"{name:32s} {rate:10.1f} region-crops/s")
-    base = rates["a baseline (OpenCV per object)"]
-    for name in sorted(k for k in rates if k.split()[1] == "ours,"):
-        device = name.split()[-1]
-        fl = rates[f"d floor, decode only ({device})"]
-        print(f"{name}: ours/baseline = {rates[name] / base:.2f}x, ours/floor = {rates[name] / fl:.2f}")
+    for mode in MODES:
+        for d in devices:
+            ratio = rates[f"{mode} ours ({d.type})"] / rates[f"{mode} baseline (OpenCV)"]
+            print(f"{mode:10s} ours ({d.type}) / baseline = {ratio:.2f}x")
 
 
 if __name__ == "__main__":

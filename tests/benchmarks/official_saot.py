@@ -3,6 +3,8 @@
 Written from a reading of the released loader (alibaba-damo-academy/PixelRefer, no code copied), the way the released
 dataloader works: scan the decoded mask with `np.where`, pad the box by 28 px, compute the
 scale from `mask.sum()`, crop, `cv2.resize`, then bilinear `F.interpolate` for the grid mask.
+Lite boxes the mask with `cv2.findNonZero` as the released Lite loader does, and its local view
+can be skipped for all but a frame's first object, as the released per-frame cache does.
 It shares no code with `tokenization.saot`, so the tests use it as the reference the geometry
 must agree with, and `bench_saot.py` uses it as the speed baseline.
 """
@@ -17,13 +19,26 @@ import torch
 import torch.nn.functional as F
 
 
-def official_object(image: np.ndarray, mask: np.ndarray, lite: bool = False, paper: bool = False, n: int = 32) -> dict:
-    """SAOT inputs of one object: image (H, W, 3) uint8 RGB, mask (H, W) 0/1."""
+def official_object(image: np.ndarray, mask: np.ndarray, lite: bool = False, paper: bool = False, n: int = 32,
+                    local: bool = True) -> dict:
+    """SAOT inputs of one object: image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/1.
+
+    `local=False` skips Lite's 224x224 local view: the released Lite loader resizes it once per
+    frame (its `img_resize_cache`), so a per-frame loop asks for it on the frame's first object only.
+    """
     h, w = mask.shape
-    rows, cols = np.where(mask == 1)
-    if rows.size == 0:
-        raise ValueError("empty mask")
-    bbox = (max(0, rows.min() - 28), max(0, cols.min() - 28), min(h - 1, rows.max() + 28), min(w - 1, cols.max() + 28))
+    if lite:  # the released Lite loader boxes the mask with cv2.findNonZero + boundingRect
+        points = cv2.findNonZero(mask)
+        if points is None:
+            raise ValueError("empty mask")
+        x, y, bw, bh = cv2.boundingRect(points)
+        r0, c0, r1, c1 = y, x, y + bh - 1, x + bw - 1
+    else:  # the released PixelRefer loader uses np.where
+        rows, cols = np.where(mask == 1)
+        if rows.size == 0:
+            raise ValueError("empty mask")
+        r0, c0, r1, c1 = rows.min(), cols.min(), rows.max(), cols.max()
+    bbox = (max(0, r0 - 28), max(0, c0 - 28), min(h - 1, r1 + 28), min(w - 1, c1 + 28))
     end = 1 if paper else 0
     crop_img = image[bbox[0] : bbox[2] + end, bbox[1] : bbox[3] + end]
     crop_mask = mask[bbox[0] : bbox[2] + end, bbox[1] : bbox[3] + end]
@@ -41,7 +56,7 @@ def official_object(image: np.ndarray, mask: np.ndarray, lite: bool = False, pap
     tokens = n if lite else min(n, int(grid.sum()))
     out = {"box": tuple(int(v) for v in bbox), "scale": s, "crop_hw": (ch, cw), "resize_hw": (rh, rw),
            "crop": crop, "grid": grid, "tokens": tokens}
-    if lite:
+    if lite and local:
         local_interp = cv2.INTER_AREA if ch >= 224 and cw >= 224 else cv2.INTER_LINEAR
         out["local"] = cv2.resize(crop_img, (224, 224), interpolation=local_interp)
     return out

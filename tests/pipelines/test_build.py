@@ -9,7 +9,7 @@ import yaml
 from pipelines.build import STAGES, BuildError, Plan, format_plan, marker, run_build
 from pipelines.cli import main
 from pipelines.mix import load_recipe, mix
-from pipelines.workspace import part_path, write_json_atomic, write_part
+from pipelines.workspace import FileHashes, part_path, write_json_atomic, write_part, write_source_part
 from schemas import Region, RegionFrame
 from tests.factories import image_sample
 
@@ -98,6 +98,24 @@ def test_a_mix_made_from_other_parts_is_stale_and_redone_with_what_follows(tmp_p
         ["shard", "to-run", "after mix"]]
     assert run_build(p, run_verb=Recorder(tmp_path)) == ["mix", "shard", "train", "report"]
     assert f"build: mix: stale, parts (unified/lvis/part-00000.parquet) changed: pixelrefer mix --recipe demo --out {tmp_path}" in capsys.readouterr().out
+
+
+def test_an_edited_annotation_file_makes_ingest_stale_and_redone(tmp_path, capsys):
+    """The ingest command stays the same when a release file is edited: its parts' recorded inputs decide."""
+    p = plan(tmp_path)
+    run_build(p, run_verb=Recorder(tmp_path))
+    release = tmp_path / "release"
+    (release / "lvis_v1_val.json").parent.mkdir()
+    (release / "lvis_v1_val.json").write_text('{"images": []}')
+    inputs = [FileHashes(tmp_path).identity(release / "lvis_v1_val.json", release)]
+    write_source_part(part_path(tmp_path, "lvis", 0), [], [], {"inputs": inputs})
+    write_json_atomic(tmp_path / "unified/lvis/source.json", {"source": "lvis", "root": str(release), "media": []})
+    (release / "lvis_v1_val.json").write_text('{"images": [1]}')
+    assert format_plan(p).splitlines()[2].split(maxsplit=2) == [
+        "ingest", "stale", "annotation files changed: lvis (lvis_v1_val.json)"]
+    capsys.readouterr()
+    ran = run_build(p, run_verb=Recorder(tmp_path))
+    assert ran[0] == "ingest" and "build: ingest: stale, annotation files changed: lvis (lvis_v1_val.json)" in capsys.readouterr().out
 
 
 def test_until_and_changed_commands(tmp_path):

@@ -39,7 +39,7 @@ def test_demo_runs_every_stage_and_a_rerun_skips_them(tmp_path):
         assert [entry["step"] for entry in log] == [1, 2]
         assert f"train {stage}: loss {log[0]['loss']:.4f} at step 1 -> {log[-1]['loss']:.4f} at step 2 ({out / 'train' / stage})" in lines
     assert shards == {"stage1": (34, 34, {}), "stage2": (25, 25, {})}  # no region_without_mask: nothing lost at sharding
-    with tarfile.open(out / "shards" / "demo" / "stage1" / "000000.tar") as tar:
+    with tarfile.open(out / "shards" / "demo" / "stage1" / "000000000.tar") as tar:
         headers = [json.load(tar.extractfile(m)) for m in tar if m.name.endswith(".json")]
     vg = [h["sample"] for h in headers if h["sample"]["source"] == "vg_sam2"]
     assert len(vg) == 6 and {r["mask_origin"] for s in vg for r in s["regions"]} == {"box"}

@@ -84,7 +84,7 @@ def test_dropping_a_source_or_a_stage_remixes_and_reshards(toys, capsys):
     assert f"-> {mix_sha[:12]}): redoing every shard" in printed
     index, sources = shard_sources(dest)
     assert sources == ["toy"] and index["samples"] == 4 and index["made_from"]["mix_sha256"] == mix_sha
-    assert sorted(p.name for p in dest.glob("*.tar")) == ["000000.tar"]  # the second shard of 8 samples is gone
+    assert sorted(p.name for p in dest.glob("*.tar")) == ["000000000.tar"]  # the second shard of 8 samples is gone
 
 
 def test_an_edited_annotation_reaches_mix_and_shards(toys, capsys):

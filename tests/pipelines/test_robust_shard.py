@@ -69,11 +69,11 @@ def test_bad_images_are_counted_rejects_and_odd_modes_are_stored_as_rgb(tmp_path
     assert rejects[0]["detail"] == "img/trunc.jpg: OSError: Truncated File Read"
     assert rejects[1]["detail"] == "img/bomb.png: 10000x10000 = 100000000 pixels, more than 89478485"
 
-    with tarfile.open(dest / "000000.tar") as tar:
+    with tarfile.open(dest / "000000000.tar") as tar:
         names = tar.getnames()
         assert tar.extractfile("lvis~val2017~good.image.jpg").read() == (tmp_path / "native/img/good.jpg").read_bytes()
     assert "lvis~val2017~grey16.image.png" in names and "lvis~val2017~cmyk.image.png" in names  # re-encoded as RGB PNG
-    frames = {s.key: s.frames[0].image for s in iter_shards([dest / "000000.tar"])}  # the trainer's decoder
+    frames = {s.key: s.frames[0].image for s in iter_shards([dest / "000000000.tar"])}  # the trainer's decoder
     grey = torch.from_numpy((GREY16 >> 8).astype(np.uint8))
     assert frames["lvis~val2017~grey16"].dtype == torch.uint8
     assert torch.equal(frames["lvis~val2017~grey16"], grey.expand(3, H, W))

@@ -22,7 +22,7 @@ from pipelines.cli import main
 from schemas import Media, Region, RegionFrame, Reject, Turn, masks
 from sources.fixtures import rect_mask, write_image
 from tests.factories import image_sample, video_sample
-from tokenization import saot, saot_torch
+from tokenization import saot, saot_torch, shardformat
 from tokenization.saot import SaotConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,13 +107,17 @@ def test_index_sizes_and_rejects_match_the_files(built):
     index = json.loads((dest / "index.json").read_text())
     assert index["samples"] == 3 and index["records"] == 4
     assert index["rejected"] == {"region_without_mask": 1}
-    assert [s["shard"] for s in index["shards"]] == ["000000.tar", "000001.tar", "000002.tar"]
+    # one block per row (--max-samples-per-shard 1); row 1 (the box region) is rejected, so its block has no shard
+    assert [s["shard"] for s in index["shards"]] == ["000000000.tar", "000000002.tar", "000000003.tar"]
+    blocks = [json.loads((dest / f"00000000{row}_stats.json").read_text()) for row in range(4)]
+    assert [[s["shard"] for s in b["shards"]] for b in blocks] == [["000000000.tar"], [], ["000000002.tar"], ["000000003.tar"]]
+    assert [b["rejected"] for b in blocks] == [{}, {"region_without_mask": 1}, {}, {}]
+    assert [s for b in blocks for s in b["shards"]] == index["shards"]
     for entry in index["shards"]:
         data = (dest / entry["shard"]).read_bytes()
         assert entry["bytes"] == len(data)
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
-        assert json.loads((dest / entry["shard"].replace(".tar", "_stats.json")).read_text())["sha256"] == entry["sha256"]
-    assert json.loads((dest / "sizes.json").read_text()) == {"000000.tar": 1, "000001.tar": 1, "000002.tar": 1}
+    assert json.loads((dest / "sizes.json").read_text()) == {"000000000.tar": 1, "000000002.tar": 1, "000000003.tar": 1}
     rejects = [json.loads(line) for line in (dest / "rejects.jsonl").read_text().splitlines()]
     assert [(r["reason"], r["locator"]) for r in rejects] == [("region_without_mask", "lvis/val2017/box9")]
 
@@ -122,7 +126,7 @@ def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
     out, _, dest = built
     import webdataset as wds
 
-    got = {s["__key__"]: s for s in wds.WebDataset(str(dest / "000001.tar"), shardshuffle=False).decode("rgb8")}
+    got = {s["__key__"]: s for s in wds.WebDataset(str(dest / "000000002.tar"), shardshuffle=False).decode("torchrgb8")}
     (key, raw), = got.items()
     assert key == "mevis~train~v1"
     meta = raw["json"]
@@ -133,7 +137,7 @@ def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
         (0, True, False), (1, False, True), (3, True, False), (5, False, True), (6, True, False)]
     assert [f["timestamp"] for f in meta["frames"]] == [0.0, 1 / 3, 1.0, 5 / 3, 2.0]
     grid, pos = raw["grid.npy"], raw["pos.npy"]
-    assert raw["crops.npy"].dtype == np.uint8 and meta["view_size"] == 384 and [f["view"] for f in meta["frames"]] == [None] * 5
+    assert meta["view_size"] == 384 and [f["view"] for f in meta["frames"]] == [None] * 5
     stop = 0
     for obj, (ri, rf) in zip(meta["objects"], [(0, 1), (0, 5), (1, 5)]):
         region_frame = {f.frame: f for f in sample.regions[ri].frames}[rf]
@@ -145,36 +149,43 @@ def test_sample_json_geometry_and_token_counts_equal_tokenization(built):
         assert torch.equal(torch.from_numpy(cells), saot.grid_mask(decoded[g.crop_slice], g))
         assert obj["token_count"] == saot.token_count(torch.from_numpy(cells)) == 32
         np.testing.assert_array_equal(pos[obj["cells"][0] : obj["cells"][1]].reshape(*g.grid_hw, 2), saot.position_grid(g))
-        assert obj["stored_hw"] == list(g.crop_hw)  # small objects: enlarged by SAOT, so stored at native size
-        assert obj["pixels"] == [stop, stop + 3 * g.crop_hw[0] * g.crop_hw[1]]  # (3, h, w) raw, back to back
-        stop = obj["pixels"][1]
-    assert raw["crops.npy"].shape == (stop,)
-    assert raw["frame_000001.png"].shape == (24, 32, 3)  # full-resolution original PNG
+        assert obj["cells"] == [stop, stop + g.grid_hw[0] * g.grid_hw[1]]  # grid cells back to back
+        stop = obj["cells"][1]
+        # small objects are enlarged by SAOT, so stored at native size: the JPEG of the frame's crop
+        exact = torch.from_numpy(_frame(out / "native", rf).copy()).permute(2, 0, 1)[(slice(None), *g.crop_slice)]
+        assert torch.equal(raw[obj["crop"]], shardformat.image(shardformat.jpeg(exact, shardformat.CROP_QUALITY)))
+    assert [o["crop"] for o in meta["objects"]] == ["crop_0000.jpg", "crop_0001.jpg", "crop_0002.jpg"]
+    assert grid.shape == (stop,) and pos.shape == (stop, 2)
+    assert raw["frame_000001.png"].shape == (3, 24, 32)  # full-resolution original PNG
 
 
-def test_video_files_are_decoded_sampled_and_stored_lossless(built):
+def test_video_files_are_stored_whole_and_decoded_when_read(built):
     out, _, dest = built
+    import tarfile
+
     from train.shards import iter_shards
 
-    (clip,) = list(iter_shards([dest / "000002.tar"]))
+    with tarfile.open(dest / "000000003.tar") as tar:
+        assert tar.extractfile("mevis~train~zfile.clip.mov").read() == (out / "native/clip.mov").read_bytes()
+    (clip,) = list(iter_shards([dest / "000000003.tar"]))
     assert [(f.frame, f.timestamp, f.sampled, f.annotated) for f in clip.frames] == [
         (0, 0.0, True, False), (1, 1 / 3, False, True), (3, 1.0, True, False), (5, 5 / 3, False, True), (6, 2.0, True, False)]
-    for f in clip.frames:
-        assert torch.equal(f.image, torch.from_numpy(_frame(out / "native", f.frame)).permute(2, 0, 1))
-    (frames,) = [s for s in iter_shards([dest / "000001.tar"])]  # the same clip as a frame folder
-    assert [o.crop.sum().item() for o in clip.objects] == [o.crop.sum().item() for o in frames.objects]
+    for f in clip.frames:  # the clip's PNG codec is lossless: the very source frames
+        assert torch.equal(f.image, torch.from_numpy(_frame(out / "native", f.frame).copy()).permute(2, 0, 1))
+    (frames,) = list(iter_shards([dest / "000000002.tar"]))  # the same clip as a frame folder: the same crops
+    assert all(torch.equal(a.crop, b.crop) for a, b in zip(clip.objects, frames.objects))
 
 
 def test_images_keep_their_original_bytes(built):
     out, _, dest = built
     import tarfile
 
-    with tarfile.open(dest / "000000.tar") as tar:
+    with tarfile.open(dest / "000000000.tar") as tar:
         names = tar.getnames()
         original = tar.extractfile("lvis~val2017~1.image.jpg").read()
         infos = tar.getmembers()
-    assert names == ["lvis~val2017~1.json", "lvis~val2017~1.image.jpg", "lvis~val2017~1.view.npy",
-                     "lvis~val2017~1.crops.npy", "lvis~val2017~1.grid.npy", "lvis~val2017~1.pos.npy"]
+    assert names == ["lvis~val2017~1.json", "lvis~val2017~1.image.jpg", "lvis~val2017~1.view.jpg",
+                     "lvis~val2017~1.crop_0000.jpg", "lvis~val2017~1.crop_0001.jpg", "lvis~val2017~1.grid.npy", "lvis~val2017~1.pos.npy"]
     assert original == (out / "native/img/a.jpg").read_bytes()
     assert {(i.mtime, i.mode, i.uid, i.gid, i.uname, i.gname) for i in infos} == {(0, 0o644, 0, 0, "", "")}
 
@@ -185,16 +196,19 @@ rows = []
 for s in wds.WebDataset(sys.argv[1:], shardshuffle=False).decode("torchrgb8"):
     m = s["json"]
     rows.append({"key": s["__key__"], "sample": m["sample"], "objects": m["objects"],
-                 "crops": [int(s["crops.npy"][o["pixels"][0]:o["pixels"][1]].sum()) for o in m["objects"]],
-                 "views": [s[f["view"]].shape for f in m["frames"] if f["view"]],
-                 "grid": s["grid.npy"].tolist(), "frames": [s[f["member"]].shape[1:] == (m["sample"]["media"]["height"], m["sample"]["media"]["width"]) for f in m["frames"]]})
+                 "crops": [int(s[o["crop"]].sum()) for o in m["objects"]],
+                 "views": [list(s[f["view"]].shape) for f in m["frames"] if f["view"]],
+                 "grid": s["grid.npy"].tolist(),
+                 "frames": [isinstance(s[f["member"]], bytes) if f["member"].startswith("clip.")  # a video file, as it is
+                            else s[f["member"]].shape[1:] == (m["sample"]["media"]["height"], m["sample"]["media"]["width"])
+                            for f in m["frames"]]})
 print(json.dumps(rows))
 """
 
 
 def test_plain_webdataset_in_a_fresh_process_reads_every_field(built):
     _, _, dest = built
-    urls = [str(dest / f"00000{i}.tar") for i in range(3)]
+    urls = [str(dest / f"00000000{row}.tar") for row in (0, 2, 3)]
     proc = subprocess.run([sys.executable, "-c", READER, *urls], capture_output=True, text=True, cwd=REPO, check=True)
     rows = json.loads(proc.stdout)
     from train.shards import iter_shards
@@ -229,7 +243,7 @@ def test_sigkill_mid_run_then_rerun_gives_identical_shards(tmp_path):
     dest = tmp_path / "shards" / "demo" / "stage1"
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (dest / "000002_stats.json").exists() and time.monotonic() < deadline:
+    while not (dest / "000000004_stats.json").exists() and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -241,6 +255,19 @@ def test_sigkill_mid_run_then_rerun_gives_identical_shards(tmp_path):
     assert main(["shard", "--mix", str(mix), "--out", str(tmp_path), "--max-samples-per-shard", "2"]) == 0
     assert _files(dest) == resumed
     assert json.loads(resumed["index.json"])["samples"] == 33
+
+
+def test_only_the_blocks_without_stats_are_redone(tmp_path):
+    mix = build_workspace(tmp_path, extra_images=4)
+    dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=2))
+    before = _files(dest)
+    mtimes = {p.name: p.stat().st_mtime_ns for p in dest.glob("*.tar")}
+    # workers finish blocks in any order: a crash can leave a later block complete and an earlier one partial
+    (dest / "000000002_stats.json").unlink()
+    (dest / "000000002.tar").write_bytes(b"partial")
+    shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=2))
+    assert _files(dest) == before
+    assert {p.name for p in dest.glob("*.tar") if p.stat().st_mtime_ns != mtimes[p.name]} == {"000000002.tar"}
 
 
 def test_byte_limit_rolls_shards(tmp_path):
@@ -263,7 +290,8 @@ def test_lite_shards_carry_the_extra_views(tmp_path):
     first = saot_torch.tokenize_batch([image.frames[0].image], [saot_torch.CropJob(0, masks.decode(r.frames[0].mask.model_dump()),
                                       saot.mask_geometry(masks.decode(r.frames[0].mask.model_dump()), SaotConfig(lite=True)))
                                       for r in image.sample.regions], SaotConfig(lite=True))
-    assert torch.equal(image.objects[0].local, first[0].local) and not torch.equal(first[0].local, first[1].local)
+    assert torch.equal(image.objects[0].local, shardformat.image(shardformat.jpeg(first[0].local, shardformat.CROP_QUALITY)))
+    assert not torch.equal(first[0].local, first[1].local)
     assert [(f.frame, tuple(f.lite_global.shape) if f.lite_global is not None else None) for f in video.frames] == [
         (0, None), (1, (3, 336, 336)), (3, None), (5, (3, 336, 336)), (6, None)]
 
@@ -292,10 +320,12 @@ def test_ray_actors_write_the_same_bytes(tmp_path, ray_local):
     mix = build_workspace(tmp_path, extra_images=5)
     dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3))
     local = _files(dest)
-    for p in list(dest.iterdir()):
-        p.unlink()
-    shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3), workers=2)
-    assert _files(dest) == local
+    assert json.loads(local["index.json"])["shards"][-1]["shard"] == "000000006.tar"  # 9 rows: blocks at rows 0, 3, 6
+    for workers in (1, 2):  # each worker reads its own rows and writes its own shards: the same files for any count
+        for p in list(dest.iterdir()):
+            p.unlink()
+        shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=3), workers=workers)
+        assert _files(dest) == local
 
 
 def test_a_video_file_shorter_than_its_frame_count_is_rejected(built):
@@ -323,10 +353,10 @@ def test_general_qa_without_regions_shards_and_reads_back(built, tmp_path):
     members = {s.key: shard.encode_sample(s, out / "native", SaotConfig(), torch.device("cpu"), view_size=28) for s in (text, image)}
     assert [name for name, _ in members[text.key]] == ["llava~onevision~t1.json"]  # no frames, views or crops
     assert [name for name, _ in members[image.key]] == [
-        "llava~onevision~i1.json", "llava~onevision~i1.image.jpg", "llava~onevision~i1.view.npy"]
+        "llava~onevision~i1.json", "llava~onevision~i1.image.jpg", "llava~onevision~i1.view.jpg"]
     header = json.loads(members[text.key][0][1])
     assert (header["sample"]["media"], header["frames"], header["objects"]) == (None, [], [])
-    shard.write_shards([(0, text.key, members[text.key]), (1, image.key, members[image.key])], tmp_path, 0, 0, 2, shard.ShardLimits())
-    back = list(iter_shards([tmp_path / "000000.tar"]))
+    shard.write_block([(0, text.key, members[text.key]), (1, image.key, members[image.key])], tmp_path, 0, 2, shard.ShardLimits())
+    back = list(iter_shards([tmp_path / "000000000.tar"]))
     assert [(s.sample, [f.frame for f in s.frames], s.objects) for s in back] == [(text, [], []), (image, [0], [])]
     assert back[1].frames[0].view.shape == (3, 28, 28)

@@ -417,7 +417,7 @@ C("wrong_top_level", "mevis", "string", put_file(MEVIS_META, b'"videos"'),
 C("deep_nesting", "osprey", "record_id", raw(OSPREY_CONV, lambda b: b.replace(b'"id": 7', b'"id": ' + DEEP.encode(), 1)),
   error=(None, 'JsonFileError: <root>/osprey_conversation.json: JSON nested too deeply at byte 2525'))
 C("deep_nesting", "lvis", "coco_file", raw(LVIS_VAL, lambda b: b.replace(b'"licenses": []', b'"licenses": ' + DEEP.encode(), 1)),
-  error=(None, 'JsonFileError: <root>/lvis_v1_val.json: JSON nested too deeply at byte 589'))
+  error=(None, 'JsonFileError: <root>/lvis_v1_val.json: JSON nested too deeply at byte 590'))
 C("deep_nesting", "vcr", "jsonl_line", line("train.jsonl", 6, DEEP),
   rejects=[('bad_json', 'train.jsonl[6]')], removed=[('invalid_polygon', 'train.jsonl[6] object 1')])
 C("deep_nesting", "llava", "jsonl_line", line(LLAVA_TXT, 1, DEEP),

@@ -98,3 +98,10 @@ def test_a_mat_file_without_anno_is_bad_annotation(tmp_path):
     roots = Roots.of(tmp_path)
     first = next(adapter.convert(roots, adapter.units(roots)[0]))
     assert (first.reason, first.locator) == ("bad_annotation", "Annotations_Part/2008_000001.mat")
+
+
+def test_fixture_mat_files_carry_no_timestamp(tmp_path):
+    """savemat dates its header; the fixture replaces it, so reruns (the demo's) see the same bytes."""
+    PascalPartAdapter().write_fixture(tmp_path)
+    headers = {p.read_bytes()[:116] for p in sorted(tmp_path.rglob("*.mat")) if p.read_bytes().startswith(b"MATLAB")}
+    assert headers == {b"MATLAB 5.0 MAT-file, pixelrefer-data Pascal-Part fixture".ljust(116)}

@@ -232,3 +232,32 @@ def test_official_token_count_resizes_the_mask_as_uint8(blocks, official, paper)
     counts = {mode: saot.token_count(saot.grid_mask(mask, _geometry(mode, (4, 4)))) for mode in saot.MODES}
     assert counts == {"official": official, "paper": paper}
     assert set(saot.grid_mask(mask, _geometry("official", (4, 4))).unique().tolist()) <= {0.0, 1.0}
+
+
+def test_area_taps_are_the_exact_box_filter():
+    # 5 -> 2 pixels: r = 2.5, so output 0 covers [0, 2.5) and output 1 covers [2.5, 5), each
+    # source pixel weighted by its covered fraction / 2.5; ceil(2.5) + 1 = 4 taps per output, the
+    # unused ones weight 0 on a clipped (valid) index
+    idx, w = saot_torch._area_taps(5, 2)
+    assert idx.tolist() == [[0, 1, 2, 3], [2, 3, 4, 4]]
+    assert w.tolist() == [[0.4, 0.4, 0.2, 0.0], [0.2, 0.4, 0.4, 0.0]]
+
+
+def test_lite_local_view_is_resized_once_per_frame_as_the_released_cache():
+    rng = np.random.default_rng(13)
+    frames = [_chw(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)) for _ in range(2)]
+    boxes = [(10, 10, 40, 50), (60, 80, 100, 150), (20, 30, 70, 90)]  # objects on frames 0, 0, 1
+    jobs = []
+    for frame, (y0, x0, y1, x1) in zip([0, 0, 1], boxes):
+        mask = np.zeros((120, 160), np.uint8)
+        mask[y0:y1, x0:x1] = 1
+        jobs.append(saot_torch.CropJob(frame, mask, saot.mask_geometry(mask, SaotConfig(lite=True))))
+    official, paper = SaotConfig(lite=True), SaotConfig(mode="paper", lite=True)
+    assert saot_torch.local_owners(jobs, official) == [0, 0, 2]  # the first object of each frame
+    assert saot_torch.local_owners(jobs, paper) == [0, 1, 2]
+    own = saot_torch.tokenize_batch(frames, jobs, official)  # local_of=None: every job its own view
+    shared = saot_torch.tokenize_batch(frames, jobs, official, saot_torch.local_owners(jobs, official))
+    assert shared[1].local is shared[0].local  # one resize, shared
+    assert not torch.equal(own[1].local, own[0].local)
+    assert all(torch.equal(s.local, own[o].local) for s, o in zip(shared, [0, 0, 2]))
+    assert all(torch.equal(s.crop, o.crop) and torch.equal(s.grid, o.grid) for s, o in zip(shared, own))

@@ -4,6 +4,8 @@ import hashlib
 import json
 import math
 import shutil
+import subprocess
+import sys
 from dataclasses import asdict
 
 import numpy as np
@@ -11,15 +13,18 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.shard import ShardLimits, encode_sample, write_index, write_shards
+from pipelines.shard import ShardLimits, encode_sample, write_block, write_index
 from schemas import Media, Provenance, Region, RegionFrame, Sample, Turn, masks
 from tests.train.test_train import TINY, logged
+
+TINY_VL3 = TINY.parent / "tiny-videollama3.yaml"
 from tokenization.chat import RenderConfig
 from tokenization.saot import SaotConfig
+from tokenization.shardformat import VIEW_QUALITY, global_view, image, jpeg
 from train.config import load_config
 from train.data import Loader, Views
 from train.shard_input import ShardSource, example_from_shard
-from train.shards import global_view, iter_shards
+from train.shards import iter_shards
 from train.tokenizer import char_tokenizer
 from train.train import train
 
@@ -68,7 +73,7 @@ def write_stage(root, dest, lite):
     cfg = SaotConfig(lite=lite, n=4)
     outcomes = [(i, s.key, encode_sample(s, root, cfg, torch.device("cpu"), VIEW)) for i, s in enumerate(SAMPLES)]
     dest.mkdir(parents=True)
-    write_index(dest, write_shards(outcomes, dest, 0, 0, len(SAMPLES), ShardLimits(max_samples=2)),
+    write_index(dest, [write_block(outcomes, dest, 0, len(SAMPLES), ShardLimits(max_samples=2))],
                 {"mix": "demo", "saot": asdict(cfg), "view_size": VIEW})
     return dest
 
@@ -95,7 +100,8 @@ def test_image_view_is_stored_and_used_without_decoding(stages):
     shard = next(s for s in iter_shards(sorted(stages[False].glob("*.tar"))) if s.sample.id == "demo/train/0")
     frame = shard.frames[0]
     assert shard.view_size == VIEW and frame.view.dtype == torch.uint8 and frame.view.shape == (3, VIEW, VIEW)
-    assert torch.equal(frame.view, global_view(frame.data, VIEW))  # what the trainer would make from the original
+    # the JPEG of what the trainer would make from the original
+    assert torch.equal(frame.view, image(jpeg(global_view(frame.data, VIEW), VIEW_QUALITY)))
     assert torch.equal(example_from_shard(shard, VIEWS, lite=False).frames[0], frame.view)
     other = example_from_shard(shard, Views(14, 28, 14, 8192), lite=False)  # another model size: from the original
     assert torch.equal(other.frames[0], global_view(frame.data, 14))
@@ -111,15 +117,16 @@ def test_shard_source_streams_every_sample_once_per_epoch(stages):
     assert batch.input_ids.shape[0] == 2
 
 
+@pytest.mark.parametrize("config", [TINY, TINY_VL3], ids=["siglip-qwen2", "videollama3"])
 @pytest.mark.parametrize("framework", ["pixelrefer", "lite"])
-def test_train_from_shards_and_resume(tmp_path, stages, framework):
+def test_train_from_shards_and_resume(tmp_path, stages, framework, config):
     args = [f"data.shards={stages[framework == 'lite']}", f"model.framework={framework}", "optim.global_batch=2",
-            "optim.micro_batch=1", "optim.steps=4", "save_every=2", "data.shuffle_buffer=2"]
-    whole = train(load_config(TINY, [f"output_dir={tmp_path / 'a'}", *args]))
+            "optim.micro_batch=1", "optim.steps=4", "save_every=2", "data.shuffle_buffer=2", "data.synthetic=0"]
+    whole = train(load_config(config, [f"output_dir={tmp_path / 'a'}", *args]))
     assert all(math.isfinite(v) for v in whole) and len(whole) == 4
-    train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
+    train(load_config(config, [f"output_dir={tmp_path / 'b'}", *args]))
     shutil.rmtree(tmp_path / "b" / "step_000004")  # as if the run died after step 3
-    train(load_config(TINY, [f"output_dir={tmp_path / 'b'}", *args]))
+    train(load_config(config, [f"output_dir={tmp_path / 'b'}", *args]))
     assert logged(tmp_path / "b") == logged(tmp_path / "a") == whole
     assert json.loads((tmp_path / "a" / "step_000004" / "meta.json").read_text())["loader"] == {"batches": 8}
 
@@ -192,3 +199,26 @@ def test_a_text_only_row_mixes_with_an_image_with_regions(stages, framework):
     assert alone[0] > 0 and loss.item() == pytest.approx(sum(alone), rel=1e-5)  # the text row's loss is in the sum
     loss.backward()
     assert torch.count_nonzero(model.object_encoder.mlp[0].weight.grad) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_videollama3_from_a_bf16_folder_runs_under_torchrun(tmp_path, stages, parallel):
+    """Two ranks on CPU (gloo), from shards, starting from a bf16 VideoLLaMA3 folder as real ones ship."""
+    from transformers import VideoLlama3ForConditionalGeneration
+
+    from train.backbones import tiny_videollama3_config
+
+    torch.manual_seed(0)
+    folder = tmp_path / "videollama3"
+    VideoLlama3ForConditionalGeneration(tiny_videollama3_config(len(char_tokenizer()))).to(torch.bfloat16).save_pretrained(folder)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "train.train",
+           "--config", str(TINY_VL3), f"output_dir={tmp_path / 'run'}", f"model.base_path={folder}", f"parallel={parallel}",
+           f"data.shards={stages[False]}", "data.synthetic=0", "optim.global_batch=2", "optim.micro_batch=1",
+           "optim.steps=3", "save_every=3", "data.shuffle_buffer=2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=TINY.parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = logged(tmp_path / "run")
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    state = torch.load(tmp_path / "run" / "step_000003" / "model.pt", weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}  # fp32 master weights

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from pipelines import shard
 from schemas import masks
 from tests.pipelines.test_shard import _samples, build_workspace
-from tokenization import saot, saot_torch
+from tokenization import saot, saot_torch, shardformat
 from tokenization.saot import SaotConfig
 from train.shards import ObjectCrop, ShardSample, dataset, iter_shards, to_shard_sample
 
@@ -42,8 +43,9 @@ def test_reader_yields_typed_samples_with_tensors(shards):
             stored.append(tuple(o.crop.shape[1:]) == g.crop_hw)
             assert o.crop.dtype == torch.uint8 and tuple(o.crop.shape[1:]) == (g.crop_hw if shard.native_crop(g) else g.resize_hw)
             frame = {f.frame: f for f in s.frames}[o.frame].image
-            (written,) = saot_torch.tokenize_batch([frame], [saot_torch.CropJob(0, decoded, g)], SaotConfig(mode="paper"))
-            assert torch.equal(o.saot_crop(), written.crop)  # native crops resize to the very bytes of a resized one
+            # a native crop is the JPEG of the frame's crop; saot_crop resizes it to resize_hw
+            assert torch.equal(o.crop, shardformat.image(shardformat.jpeg(frame[(slice(None), *g.crop_slice)], shardformat.CROP_QUALITY)))
+            assert torch.equal(o.saot_crop(), saot_torch.saot_crop(o.crop, g.resize_hw)) and o.saot_crop().shape[1:] == g.resize_hw
             assert torch.equal(o.grid, saot.grid_mask(decoded[g.crop_slice], g))
             assert o.token_count == saot.token_count(o.grid)
             assert torch.equal(o.pos, torch.from_numpy(saot.position_grid(g)))
@@ -63,13 +65,15 @@ def _raw_members(tar_path, key: str) -> dict:
     return {**raw, "__key__": key}
 
 
-def test_foreign_format_is_refused_with_the_key(shards):
+def test_format_2_shards_are_refused_with_the_key(shards):
     raw = _raw_members(shards[0], "lvis~val2017~1")
     meta = json.loads(raw["json"])
-    meta["format"] = "other/9"
+    meta["format"] = "pixelrefer-shard/2"  # raw-pixel crops and views: this reader cannot read them
     raw.update({"json": json.dumps(meta).encode(), "__key__": "k1", "__url__": "x.tar"})
-    with pytest.raises(ValueError, match="x.tar: sample k1 has format 'other/9'"):
+    with pytest.raises(ValueError) as info:
         to_shard_sample(raw)
+    assert str(info.value) == ("x.tar: sample k1 has format 'pixelrefer-shard/2', expected 'pixelrefer-shard/3': "
+                               "rebuild the shards with this version's `pixelrefer shard`")
 
 
 def test_raw_bytes_members_decode_too(shards):
@@ -108,7 +112,162 @@ def test_a_shrunk_crop_is_stored_resized(tmp_path):
     members = shard.encode_sample(sample, tmp_path, SaotConfig(), torch.device("cpu"), view_size=0)
     (o,) = to_shard_sample({**{n.split(".", 1)[1]: d for n, d in members}, "__key__": sample.key}).objects
     g = saot.mask_geometry(mask)
-    frame = torch.from_numpy(np.asarray(Image.open(tmp_path / "big.png"))).permute(2, 0, 1)
+    frame = torch.from_numpy(np.array(Image.open(tmp_path / "big.png"))).permute(2, 0, 1)
     (written,) = saot_torch.tokenize_batch([frame], [saot_torch.CropJob(0, mask, g)], SaotConfig())
     assert g.scale < 1 and tuple(o.crop.shape[1:]) == g.resize_hw == (154, 154)  # ceil(159 * 0.933 / 14) * 14
-    assert torch.equal(o.crop, written.crop) and o.saot_crop() is o.crop
+    assert torch.equal(o.crop, shardformat.image(shardformat.jpeg(written.crop, shardformat.CROP_QUALITY))) and o.saot_crop() is o.crop
+
+
+# Reader split (train.data.Loader over train.shard_input.ShardSource): stage folders of plain tar
+# files whose samples are numbered; the stub source encodes a sample as a one-token item.
+
+
+class _NumberedSource:
+    """Wraps a ShardSource: a sample "fFsI" encodes as the item [number], or raises `rejects[key]`."""
+
+    def __init__(self, folder, rejects=None):
+        from train.shard_input import ShardSource
+
+        self.shards, self.rejects = ShardSource(folder, None, None, None, buffer=4), rejects or {}
+        self.files, self.reader_share, self.stream = self.shards.files, self.shards.reader_share, self.shards.stream
+
+    def __len__(self):
+        return len(self.shards)
+
+    def encode(self, raw):
+        from schemas import Reject
+        from train.data import Encoded
+
+        if raw["__key__"] in self.rejects:
+            raise Reject(self.rejects[raw["__key__"]], "stub", raw["__key__"])
+        return Encoded([int(raw["txt"])], [int(raw["txt"])], torch.zeros(0, 3, 2, 2), True, [])
+
+
+def _stage(folder, files: int, per_file: int):
+    """`files` tars of `per_file` samples "f{file}s{i}" numbered 0, 1, ... in file order."""
+    folder.mkdir()
+    for f in range(files):
+        with tarfile.open(folder / f"{f:09d}.tar", "w") as tar:
+            for i in range(per_file):
+                data = str(f * per_file + i).encode()
+                info = tarfile.TarInfo(f"f{f}s{i}.txt")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    (folder / "sizes.json").write_text(json.dumps({f"{f:09d}.tar": per_file for f in range(files)}))
+    return folder
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """The tar files opened from now on, in order (webdataset opens local shards with the built-in open)."""
+    import builtins
+
+    names, real_open = [], builtins.open
+
+    def counting_open(path, *args, **kwargs):
+        if str(path).endswith(".tar"):
+            names.append(os.path.basename(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    return names
+
+
+def _as_worker(monkeypatch, worker: int, workers: int):
+    """Make the loader see itself in DataLoader worker `worker` of `workers` (in this process)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=worker, num_workers=workers))
+
+
+def _numbers(batch) -> list[int]:
+    return batch.input_ids[:, 0].tolist()
+
+
+def test_two_ranks_by_two_workers_read_disjoint_shards_covering_every_sample(tmp_path, monkeypatch, opened):
+    from itertools import islice
+
+    from train.data import Loader
+
+    source = _NumberedSource(_stage(tmp_path / "stage", files=8, per_file=3))
+    read, files = [], []
+    for rank in range(2):
+        loader = Loader(source, 2, rank, 2, seed=3, pad_id=0, workers=2)
+        # 4 readers get 8 // 4 = 2 files of 3 samples each: 6 samples, 3 micro-batches per reader
+        assert (loader.shard_readers, loader.batches_per_epoch) == (4, 6)
+        for worker in range(2):
+            _as_worker(monkeypatch, worker, 2)
+            opened.clear()
+            numbers = [n for batch in islice(iter(loader), 3) for n in _numbers(batch)]
+            read.append(numbers)
+            files.append(list(opened))
+            own = {int(name[:9]) for name in opened}  # tar f holds samples 3f, 3f + 1, 3f + 2
+            assert len(opened) == 2 and {n // 3 for n in numbers} == own  # it reads only the files it opens
+    assert sorted(n for numbers in read for n in numbers) == list(range(24))  # all samples, none twice
+    assert sorted(name for names in files for name in names) == [f"{f:09d}.tar" for f in range(8)]  # no file opened twice
+
+
+def test_one_reader_keeps_the_single_process_order_and_reads_every_shard(tmp_path, opened):
+    from train.data import Loader
+
+    source = _NumberedSource(_stage(tmp_path / "stage", files=8, per_file=3))
+    order = [int(raw["txt"]) for raw in source.stream(0, 3)]  # the epoch order one reader streams
+    opened.clear()
+    loader = Loader(source, 2, 0, 1, seed=3, pad_id=0)
+    batches = loader.batches()
+    assert loader.shard_readers == 0 and [_numbers(next(batches)) for _ in range(12)] == [order[i:i + 2] for i in range(0, 24, 2)]
+    assert len(opened) == 8 and sorted(order) == list(range(24))
+
+
+def test_fewer_shards_than_readers_falls_back_to_a_sample_split_with_a_note(tmp_path, monkeypatch, opened, capsys):
+    from itertools import islice
+
+    from train.data import Loader
+
+    source = _NumberedSource(_stage(tmp_path / "stage", files=3, per_file=4))
+    order = [int(raw["txt"]) for raw in source.stream(0, 3)]
+    loaders = [Loader(source, 2, rank, 2, seed=3, pad_id=0, workers=2) for rank in range(2)]
+    assert capsys.readouterr().err == ("3 shard files for 4 readers (2 ranks x 2 workers): every reader reads every file "
+                                       "and keeps its share of the samples (sample-level split)\n")  # rank 0 only
+    batches = {}
+    for rank, loader in enumerate(loaders):
+        assert (loader.shard_readers, loader.batches_per_epoch) == (0, 3)  # 12 samples // 2 ranks // 2
+        for worker in range(2):
+            _as_worker(monkeypatch, worker, 2)
+            opened.clear()
+            got = list(islice(iter(loader), 2 - worker))  # worker 0 makes rank batches 0 and 2, worker 1 batch 1
+            assert len(opened) == 3  # the whole epoch order, read by every reader
+            batches.update({(rank, worker + 2 * k): _numbers(b) for k, b in enumerate(got)})
+    # rank r keeps positions p % 2 == r of the epoch order, 2 per micro-batch
+    assert batches == {(r, b): [order[4 * b + r], order[4 * b + 2 + r]] for r in range(2) for b in range(3)}
+
+
+def test_dataloader_workers_resume_a_shard_split_mid_round(tmp_path):
+    from train.data import Loader
+    from train.train import batch_stream
+
+    source = _NumberedSource(_stage(tmp_path / "stage", files=4, per_file=4))
+    full = Loader(source, 2, 0, 1, seed=3, pad_id=0, workers=2)
+    stream = batch_stream(full, 2)
+    head = [_numbers(next(stream)) for _ in range(6)]
+    resumed = Loader(source, 2, 0, 1, seed=3, pad_id=0, workers=2)
+    resumed.load_state_dict({"batches": 3})  # an odd position: worker 1's batch comes next
+    stream = batch_stream(resumed, 2)
+    assert [_numbers(next(stream)) for _ in range(3)] == head[3:] and resumed.consumed == 6
+    # 2 readers x 2 files x 4 samples: 4 micro-batches per reader, 8 per epoch; no sample twice
+    assert full.batches_per_epoch == 8 and len({n for b in head for n in b}) == 12
+
+
+def test_skipped_samples_are_counted_by_reason_not_printed(tmp_path, capsys):
+    from train.data import Loader
+
+    rejects = {"f0s1": "too_long", "f1s0": "too_long", "f1s2": "token_count_mismatch"}
+    source = _NumberedSource(_stage(tmp_path / "stage", files=2, per_file=3), rejects)
+    loader = Loader(source, 3, 0, 1, seed=0, pad_id=0)
+    batches = loader.batches()
+    first, second = next(batches), next(batches)  # one epoch: the 6 samples in 2 micro-batches
+    assert sorted([*_numbers(first), *_numbers(second)]) == [0, 2, 4]
+    assert first.skipped + second.skipped == {"too_long": 2, "token_count_mismatch": 1}
+    assert loader.skipped == {"too_long": 2, "token_count_mismatch": 1} and capsys.readouterr().err == ""
+    next(batches), next(batches)  # the next epoch skips them again: the counts are cumulative
+    assert loader.skipped == {"too_long": 4, "token_count_mismatch": 2}
