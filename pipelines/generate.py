@@ -41,7 +41,7 @@ from train.shards import iter_shards
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True, help="A training run folder or one of its step_* folders.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--shards", type=Path, help="A `pixelrefer shard` stage folder (NNNNNN.tar).")
+    source.add_argument("--shards", type=Path, help="A `pixelrefer shard` stage folder (its RRRRRRRRR.tar shards).")
     source.add_argument("--samples", type=Path, help="A .jsonl or .parquet file of unified samples (needs --media-root).")
     parser.add_argument("--media-root", type=Path, help="Folder the samples' media paths are relative to.")
     parser.add_argument("--out", type=Path, required=True, help="JSONL file to write {id, question, answer} to.")
