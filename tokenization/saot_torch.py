@@ -2,24 +2,26 @@
 
 Runs on CUDA when present, else CPU (`default_device()`). Geometry comes from `tokenization.saot`
 (computed from the RLE's area and box, without scanning the decoded mask), so crop boxes, sizes
-and token counts are exactly the scalar ones. Pixels are resized with
-OpenCV's INTER_LINEAR rule (half-pixel centres, fixed-point weights: torch's uint8 kernel on CPU,
-11-bit integer gathers on CUDA, so CPU and CUDA bytes may differ by 1 grey level) and, for Lite's
-INTER_AREA views, OpenCV's INTER_AREA rules (an exact box filter when shrinking, its 2-tap rule
-when any axis grows, accumulated in float32 as OpenCV does), rebuilt as separable tap tables
-applied with `F.embedding_bag`. On CUDA, work is grouped into buckets of identical (crop size,
-output size, filter) and each bucket is one batched resize; on CPU each image is resized alone
-(faster: see `_bucketed`). Lite's 224x224 local view is resized once per frame where the
-released loader caches it so (`local_owners`). Results are logical (3, h, w) tensors whose memory
-may be channels-last (as decoded frames are); `resize_rgb` returns contiguous ones.
+and token counts are exactly the scalar ones; a job carries only its mask's crop window
+(`schemas.masks.decode_window`). Pixels are resized as the released code resizes them, with
+OpenCV's INTER_LINEAR and (Lite) INTER_AREA: on CPU by `cv2.resize` itself, so the bytes are the
+released loader's; on CUDA by separable tap tables applied with `F.embedding_bag` (INTER_LINEAR
+with OpenCV's 11-bit integer weights; INTER_AREA as an exact box filter when shrinking and its
+2-tap rule when any axis grows, accumulated in float32 as OpenCV does), work grouped into buckets
+of identical (crop size, output size, filter), each bucket one batched resize. Lite's 224x224
+local view is resized once per frame where the released loader caches it so (`local_owners`).
+Results are logical (3, h, w) tensors whose memory may be channels-last (as decoded frames are);
+callers that need contiguous pixels (JPEG encoding) make them so.
 
-Tolerance against OpenCV 5 `cv2.resize` on uint8 RGB, measured on random-noise images (the worst
-case) by tests/tokenization/test_saot.py: max |diff| <= 1 grey level for INTER_LINEAR and
-INTER_AREA (fixed-point rounding differs from OpenCV's in the last bit).
+Tolerance of the CUDA tap tables against OpenCV 5 `cv2.resize` on uint8 RGB, measured on
+random-noise images (the worst case) by tests/tokenization/test_saot.py, which runs them on CPU
+tensors: max |diff| <= 1 grey level for INTER_LINEAR and INTER_AREA (the rounding differs from
+OpenCV's in the last bit). CPU bytes are OpenCV's exactly.
 
 Example:
     >>> frames = [decode_rgb(jpeg_bytes)]
-    >>> jobs = [CropJob(frame=0, mask=mask, geom=saot.mask_geometry(mask))]
+    >>> g = saot.mask_geometry(mask)
+    >>> jobs = [CropJob(frame=0, crop_mask=mask[g.crop_slice], geom=g)]
     >>> out = tokenize_batch(frames, jobs, SaotConfig())
     >>> out[0].crop.shape, out[0].token_count
 """
@@ -32,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,7 +43,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 from tokenization import saot
 from tokenization.saot import Geometry, SaotConfig
 
-PIXEL_TOLERANCE = 1  # max |ours - cv2.resize| in grey levels, INTER_LINEAR and INTER_AREA
+PIXEL_TOLERANCE = 1  # max |CUDA tap tables - cv2.resize| in grey levels, INTER_LINEAR and INTER_AREA
 
 
 def default_device() -> torch.device:
@@ -58,10 +61,11 @@ def decode_rgb(data: bytes, device: torch.device | str = "cpu") -> torch.Tensor:
 
 @dataclass(frozen=True)
 class CropJob:
-    """One region frame: index into the frames list, its decoded (H, W) mask, its geometry."""
+    """One region frame: index into the frames list, its mask inside the crop box (the
+    `geom.crop_slice` window: `masks.decode_window` decodes just that), its geometry."""
 
     frame: int
-    mask: np.ndarray
+    crop_mask: np.ndarray
     geom: Geometry
 
 
@@ -132,28 +136,37 @@ def _linear_taps(n: int, size: int) -> Taps:
 
 
 def _rows(x: torch.Tensor, taps: Taps) -> torch.Tensor:
-    """Resize the rows (dim 2) of a contiguous float (B, C, n, m) tensor: row d of each plane is
+    """Resize dim 1 of a contiguous float (B, n, m) tensor: row d of each item is
     sum_k w[d, k] * row idx[d, k].
 
-    The B*C planes stacked are one (B*C*n, m) table, and `F.embedding_bag` gathers and sums its
+    The B items' rows stacked are one (B*n, m) table, and `F.embedding_bag` gathers and sums its
     rows with per-row weights in one fused kernel (2x faster on CPU than a gather and a
-    multiply-add per tap, and no copy of the planes).
+    multiply-add per tap, and no copy of the table).
     """
-    b, c, n, m = x.shape
+    b, n, m = x.shape
     idx, w = (t.to(x.device) for t in taps)
-    planes = torch.arange(b * c, device=x.device)[:, None, None] * n
-    bags = (idx + planes).flatten(0, 1)
-    out = F.embedding_bag(bags, x.view(-1, m), per_sample_weights=w.to(x.dtype).repeat(b * c, 1), mode="sum")
-    return out.view(b, c, -1, m)
+    bags = (idx + torch.arange(b, device=x.device)[:, None, None] * n).flatten(0, 1)
+    out = F.embedding_bag(bags, x.view(-1, m), per_sample_weights=w.to(x.dtype).repeat(b, 1), mode="sum")
+    return out.view(b, -1, m)
 
 
 def _separable(x: torch.Tensor, rows: Taps, cols: Taps, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 (B, C, h, w) -> `dtype` (B, C, *size): columns, then rows, each as rows of a
-    contiguous tensor (gathering whole rows reads contiguous memory). The first transpose is
-    fused with the conversion to `dtype`; the second puts the result back in (B, C, H, W) order.
+    """uint8 (B, C, h, w) -> `dtype` (B, C, *size), channels-last in memory, with no transpose.
+
+    In (B, h, w, C) memory (channels-last, as decoded frames are: the conversion to `dtype` is a
+    straight copy) a pixel row is one contiguous table row and a pixel a short one: the vertical
+    pass gathers pixel rows, the horizontal pass gathers pixels (transposing 3-channel images
+    instead cost more than both passes). The horizontal pass costs per output pixel, so it runs
+    while the image has fewer rows: first when the vertical pass enlarges, else second.
     """
-    xt = x.transpose(2, 3).to(dtype, memory_format=torch.contiguous_format)
-    return _rows(_rows(xt, cols).transpose(2, 3).contiguous(), rows)
+    b, c, h, w = x.shape
+    H, W = rows[0].shape[0], cols[0].shape[0]
+    y = x.permute(0, 2, 3, 1).to(dtype, memory_format=torch.contiguous_format)
+    if H > h:
+        y = _rows(_rows(y.view(b * h, w, c), cols).view(b, h, W * c), rows)
+    else:
+        y = _rows(_rows(y.view(b, h, w * c), rows).view(b * H, w, c), cols)
+    return y.view(b, H, W, c).permute(0, 3, 1, 2)
 
 
 def linear_fixed_point(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -161,32 +174,32 @@ def linear_fixed_point(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     h, w = batch.shape[2:]
     # float64 holds the integer sums exactly (< 255 * 2048^2 < 2^53), so the arithmetic is integer
     y = _separable(batch, _linear_taps(h, size[0]), _linear_taps(w, size[1]), torch.float64).long()
-    return ((y + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS)).clamp_(0, 255).to(torch.uint8)
+    return ((y + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS)).clamp_(0, 255).to(torch.uint8, memory_format=torch.channels_last)
 
 
-def _resize(batch: torch.Tensor, size: tuple[int, int], area: bool) -> torch.Tensor:
-    """uint8 (B, 3, h, w) -> uint8 (B, 3, *size), rounding like OpenCV's saturate_cast.
-
-    The linear paths are integer fixed point, like OpenCV: exact, so bytes do not depend on the
-    thread count or SIMD width (float interpolate moves by an ulp and flips .5 roundings). The
-    area path accumulates in float32, as OpenCV's INTER_AREA does. The CPU linear result stays
-    channels-last in memory (decoded frames already are; converting back would cost more than
-    the resize): the same values, in whichever layout each path produces fastest.
-    """
+def area_resize(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """INTER_AREA from tap tables, accumulated in float32 as OpenCV does (the CUDA path)."""
     h, w = batch.shape[2:]
-    if not area and batch.device.type == "cpu":  # torch's native uint8 kernel: fast, fixed point
-        x = batch.contiguous(memory_format=torch.channels_last)
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    if not area:
-        return linear_fixed_point(batch, size)
     taps = _area_taps if size[0] <= h and size[1] <= w else _area_enlarge_taps
     y = _separable(batch, taps(h, size[0]), taps(w, size[1]), torch.float32)
-    return y.round_().clamp_(0, 255).to(torch.uint8)
+    return y.round_().clamp_(0, 255).to(torch.uint8, memory_format=torch.channels_last)
+
+
+def _opencv(image: torch.Tensor, size: tuple[int, int], area: bool) -> torch.Tensor:
+    """A CPU uint8 (3, h, w) image through `cv2.resize` itself: the released code's own pixels, and
+    3-6x faster on CPU than the tap tables. Channels-last in and out (decoded frames are), so the
+    numpy views cost no copy."""
+    flag = cv2.INTER_AREA if area else cv2.INTER_LINEAR
+    return torch.from_numpy(cv2.resize(image.permute(1, 2, 0).numpy(), size[::-1], interpolation=flag)).permute(2, 0, 1)
 
 
 def resize_rgb(image: torch.Tensor, size: tuple[int, int], area: bool = False) -> torch.Tensor:
-    """One uint8 (3, h, w) image resized (the scalar form of the batched resize), contiguous."""
-    return _resize(image[None], size, area)[0].contiguous()
+    """One uint8 (3, h, w) image resized with OpenCV's INTER_LINEAR (or INTER_AREA): on CPU by
+    OpenCV, exactly; on CUDA by the tap tables, within PIXEL_TOLERANCE. The result may be
+    channels-last in memory (making it contiguous would double the time on CPU)."""
+    if image.device.type == "cpu":
+        return _opencv(image, size, area)
+    return (area_resize(image[None], size) if area else linear_fixed_point(image[None], size))[0]
 
 
 def saot_crop(crop: torch.Tensor, resize_hw: tuple[int, int]) -> torch.Tensor:
@@ -202,13 +215,14 @@ def _bucketed(items: Sequence[tuple[torch.Tensor, tuple[int, int], bool]]) -> li
     area); on CPU one at a time, because a stacked batch of frames outgrows the cache (16 VGA
     frames to 336x336 take ~3x longer stacked than one by one) and stacking is a copy."""
     if not items or items[0][0].device.type == "cpu":
-        return [_resize(img[None], size, area)[0] for img, size, area in items]
+        return [resize_rgb(img, size, area) for img, size, area in items]
     buckets: dict[tuple, list[int]] = defaultdict(list)
     for i, (img, size, area) in enumerate(items):
         buckets[(tuple(img.shape), size, area)].append(i)
     out: list[torch.Tensor] = [torch.empty(0)] * len(items)
     for (_, size, area), idx in buckets.items():
-        resized = _resize(torch.stack([items[i][0] for i in idx]), size, area).cpu()
+        batch = torch.stack([items[i][0] for i in idx])
+        resized = (area_resize(batch, size) if area else linear_fixed_point(batch, size)).cpu()
         for i, r in zip(idx, resized):
             out[i] = r
     return out
@@ -246,7 +260,7 @@ def tokenize_batch(frames: Sequence[torch.Tensor], jobs: Sequence[CropJob], cfg:
         local = [view_of[i] for i in local_of]
     out = []
     for job, crop, view in zip(jobs, resized, local):
-        grid = saot.grid_mask(job.mask[job.geom.crop_slice], job.geom)
+        grid = saot.grid_mask(job.crop_mask, job.geom)
         out.append(CropOut(crop, grid, saot.token_count(grid, lite=cfg.lite, n=cfg.n), view))
     return out
 

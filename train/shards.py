@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,8 +99,9 @@ def _tensor(array: np.ndarray, start: int, stop: int, shape: tuple[int, ...]) ->
 def to_shard_sample(raw: dict[str, Any]) -> ShardSample:
     """A webdataset sample dict (members by extension; decoded or raw bytes) -> ShardSample."""
     meta = shardformat.Header.decode(raw["json"], f"{raw.get('__url__')}: sample {raw.get('__key__')}")
-    grid = shardformat.array(raw[shardformat.GRID]) if meta.objects else None
-    pos = shardformat.array(raw[shardformat.POS]) if meta.objects else None
+    cells = max((o.cells[1] for o in meta.objects), default=0)
+    grid = shardformat.floats(raw[shardformat.GRID], cells) if cells else None
+    pos = shardformat.floats(raw[shardformat.POS], 2 * cells).reshape(cells, 2) if cells else None
 
     def pixels(member: str | None) -> torch.Tensor | None:
         return None if member is None else shardformat.image(raw[member])
@@ -108,7 +110,7 @@ def to_shard_sample(raw: dict[str, Any]) -> ShardSample:
     for clip in {f.member for f in meta.frames if shardformat.is_clip(f.member)}:  # a video file: decoded once, here
         media = meta.sample["media"]
         rgb, _ = shardformat.clip_frames(raw[clip], list(data), (media["width"], media["height"]))
-        data = {f: torch.from_numpy(a).permute(2, 0, 1).contiguous() for f, a in rgb.items()}
+        data = {f: torch.from_numpy(a).permute(2, 0, 1) for f, a in rgb.items()}  # channels-last, as decoded
     frames = [ShardFrame(f.frame, f.timestamp, f.sampled, f.annotated, data[f.frame], pixels(f.view), pixels(f.lite_global))
               for f in meta.frames]
     objects = [ObjectCrop(o.region, o.frame, o.box, o.frame_hw, o.area, o.scale, o.crop_hw, o.resize_hw, o.grid_hw,
@@ -126,6 +128,7 @@ def dataset(urls: str | list[str], **webdataset_kwargs: Any) -> wds.WebDataset:
     return wds.WebDataset(urls, **webdataset_kwargs).map(to_shard_sample)
 
 
-def iter_shards(urls: Iterable[str]) -> Iterator[ShardSample]:
-    """Every sample of the given shard files, in order."""
-    yield from dataset([str(u) for u in urls])
+def iter_shards(urls: Iterable[str | Path]) -> Iterator[ShardSample]:
+    """Every sample of the given shard files, in order (our own tar reader, `shardformat.read_tar`)."""
+    for url in urls:
+        yield from map(to_shard_sample, shardformat.read_tar(url))

@@ -11,11 +11,11 @@ ids (tokenization.chat with the built-in character tokenizer), collated into bat
   JSON parse, cv2 image decode, pycocotools RLE decode, per-object OpenCV SAOT crop/resize
   (`tests/benchmarks/official_saot.py`), then the same rendering and collation;
 * ours: `train.shard_input.ShardSource` + `train.data.Loader` over format-3 shards written once by
-  `pixelrefer shard`'s encoder with `--view-size 384`: JPEG view and crops decoded, npy grids read,
-  plus the resize of enlarged crops (stored at native size) that the trainer does on the model's
-  device (`tokenization.saot_torch.saot_crop`), timed here on CPU.
+  `pixelrefer shard`'s encoder with `--view-size 384`: our tar reader, JPEG view and crops decoded,
+  grids read, plus the resize of the crops stored at native size (enlarged over 2x) that the
+  trainer does on the model's device (`tokenization.saot_torch.saot_crop`), timed here on CPU.
 
-Every pixel operation of either side is timed, on CPU, one thread. The two loaders alternate
+Every pixel operation of either side is timed, on CPU, one thread (torch and OpenCV). The two loaders alternate
 within each repeat (ours, then the baseline), so drift hits both; the best repeat of each is
 reported. Files are read from the page cache on both sides (written just before).
 
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--video", action="store_true", help="also size the shard of a 10 s 720p clip (minutes: H.264 encoding)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     tok = char_tokenizer()
     cfg = RenderConfig()
     with tempfile.TemporaryDirectory() as tmp:

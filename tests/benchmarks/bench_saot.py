@@ -9,10 +9,11 @@ mode, PixelRefer and PixelRefer-Lite side by side:
       as each release does) + mask.sum() + cv2.resize + bilinear grid mask
       (tests/benchmarks/official_saot.py); Lite adds the 336x336 global view and the 224x224 local
       view once per frame, as the released Lite loader caches them;
-  ours: torchvision decode, geometry from the RLE, batched torch crops and grid masks
-      (tokenize_batch), Lite local views once per frame (local_owners) and global views per batch;
-      on CPU, and on CUDA (nvjpeg decode) when a GPU is present;
-  floor: decoding the images and masks only (what any path must at least do).
+  ours: the shard writer's path: torchvision decode, geometry from the RLE, each mask decoded in
+      its crop window only (masks.decode_window), crops and grid masks (tokenize_batch: on CPU
+      with cv2.resize, the baseline's own resize; on CUDA, nvjpeg decode and batched tap tables,
+      when a GPU is present), Lite local views once per frame (local_owners), global views per batch;
+  floor: decoding the images and the whole masks only (all the baseline must do besides SAOT).
 Prints region-crops/s per path (best of --repeat interleaved rounds) and ours/baseline per mode.
 Torch and OpenCV get the same CPU thread count (--threads; 1 by default, because on a shared
 machine thread pools spin against other load and the figures become noise).
@@ -85,7 +86,7 @@ def ours(data, cfg: SaotConfig, device: torch.device, batch: int) -> int:
             for rle in rles:
                 x0, y0, x1, y1 = masks.bbox(rle)
                 geom = saot.geometry(masks.area(rle), (int(y0), int(x0), int(y1) - 1, int(x1) - 1), (H, W), cfg)
-                jobs.append(saot_torch.CropJob(len(frames) - 1, masks.decode(rle), geom))
+                jobs.append(saot_torch.CropJob(len(frames) - 1, masks.decode_window(rle, geom.box[0], geom.box[1], *geom.crop_hw), geom))
         n += len(saot_torch.tokenize_batch(frames, jobs, cfg, saot_torch.local_owners(jobs, cfg)))
         if cfg.lite:
             saot_torch.global_views(frames)

@@ -270,6 +270,19 @@ def test_only_the_blocks_without_stats_are_redone(tmp_path):
     assert {p.name for p in dest.glob("*.tar") if p.stat().st_mtime_ns != mtimes[p.name]} == {"000000002.tar"}
 
 
+def test_shards_of_an_older_encoder_are_redone(tmp_path, capsys):
+    mix = build_workspace(tmp_path)
+    dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=2))
+    before = _files(dest)
+    config = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**config, "version": "2"}))  # as the previous encoder left it
+    (dest / "000000000.tar").write_bytes(b"format 2 bytes")
+    capsys.readouterr()
+    shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=2))
+    assert "shard demo/stage1: the data or the encoder changed since these shards were made (version; mix sha256 " in capsys.readouterr().out
+    assert _files(dest) == before
+
+
 def test_byte_limit_rolls_shards(tmp_path):
     mix = build_workspace(tmp_path, extra_images=3)
     dest = shard.shard_stage(tmp_path, mix, SaotConfig(), shard.ShardLimits(max_samples=100, max_bytes=1))
@@ -287,9 +300,10 @@ def test_lite_shards_carry_the_extra_views(tmp_path):
     assert [tuple(o.local.shape) for o in image.objects] == [(3, 224, 224)] * 2
     # the released Lite cache is keyed by frame: both objects get the first object's local view
     assert torch.equal(image.objects[0].local, image.objects[1].local)
-    first = saot_torch.tokenize_batch([image.frames[0].image], [saot_torch.CropJob(0, masks.decode(r.frames[0].mask.model_dump()),
-                                      saot.mask_geometry(masks.decode(r.frames[0].mask.model_dump()), SaotConfig(lite=True)))
-                                      for r in image.sample.regions], SaotConfig(lite=True))
+    decoded = [masks.decode(r.frames[0].mask.model_dump()) for r in image.sample.regions]
+    geoms = [saot.mask_geometry(m, SaotConfig(lite=True)) for m in decoded]
+    first = saot_torch.tokenize_batch([image.frames[0].image], [saot_torch.CropJob(0, m[g.crop_slice], g) for m, g in zip(decoded, geoms)],
+                                      SaotConfig(lite=True))
     assert torch.equal(image.objects[0].local, shardformat.image(shardformat.jpeg(first[0].local, shardformat.CROP_QUALITY)))
     assert not torch.equal(first[0].local, first[1].local)
     assert [(f.frame, tuple(f.lite_global.shape) if f.lite_global is not None else None) for f in video.frames] == [

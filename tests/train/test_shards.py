@@ -58,6 +58,53 @@ def test_dataset_is_a_plain_webdataset_pipeline(shards):
     assert keys == ["lvis~val2017~1", "mevis~train~v1", "mevis~train~zfile"]
 
 
+def test_our_tar_reader_yields_what_webdataset_yields(shards):
+    import webdataset as wds
+
+    theirs = list(wds.WebDataset([str(p) for p in shards], shardshuffle=False, empty_check=False))
+    ours = [s for p in shards for s in shardformat.read_tar(p)]
+    assert [s["__key__"] for s in ours] == ["lvis~val2017~1", "mevis~train~v1", "mevis~train~zfile"]
+    assert ours == [{k: v for k, v in s.items() if k != "__local_path__"} for s in theirs]
+
+
+def _tar(path, members: list[tuple[str, bytes]]):
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:  # as pipelines.shard writes them
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_tar_reader_follows_gnu_long_names_and_refuses_damage(tmp_path):
+    key = "k" * 150  # over the 100 bytes of a tar header's name: a GNU `L` record holds it
+    good = _tar(tmp_path / "good.tar", [(f"{key}.json", b"{}"), (f"{key}.crop_0000.jpg", b"\xff" * 700), ("short.json", b"[]")])
+    assert [{k: v for k, v in s.items() if k != "__url__"} for s in shardformat.read_tar(good)] == [
+        {"__key__": key, "json": b"{}", "crop_0000.jpg": b"\xff" * 700}, {"__key__": "short", "json": b"[]"}]
+    data = good.read_bytes()
+    # blocks: L header 0, long name 512, json header 1024, json 1536, L 2048, name 2560, crop header 3072, crop 3584-4608
+    (tmp_path / "flipped.tar").write_bytes(data[:1030] + b"X" + data[1031:])
+    (tmp_path / "cut.tar").write_bytes(data[:3584 + 100])
+    (tmp_path / "no_end.tar").write_bytes(data[:4608])
+    link = tarfile.TarInfo("k.json")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    with tarfile.open(tmp_path / "link.tar", "w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(link)
+    twice = _tar(tmp_path / "twice.tar", [("a.json", b"{}"), ("a.json", b"{}")])
+    errors = {}
+    for name in ("flipped", "cut", "no_end", "link", "twice"):
+        with pytest.raises(ValueError) as info:
+            list(shardformat.read_tar(tmp_path / f"{name}.tar"))
+        errors[name] = str(info.value).replace(str(tmp_path) + "/", "")
+    assert errors == {
+        "flipped": "flipped.tar: not a pixelrefer shard tar at byte 1024 (bad header or member type b'0'): rebuild it with `pixelrefer shard`",
+        "cut": f"cut.tar: truncated: member '{key}.crop_0000.jpg' at byte 3072 needs 700 bytes, 100 left",
+        "no_end": "no_end.tar: truncated at byte 4608: the tar ends without its end-of-archive block",
+        "link": "link.tar: not a pixelrefer shard tar at byte 0 (bad header or member type b'2'): rebuild it with `pixelrefer shard`",
+        "twice": f"{twice}: member 'a.json' at byte 1024 repeats a member of sample 'a'".replace(str(tmp_path) + "/", ""),
+    }
+
+
 def _raw_members(tar_path, key: str) -> dict:
     """One sample's members as raw bytes, by extension (what webdataset yields before decoding)."""
     with tarfile.open(tar_path) as tar:
@@ -90,9 +137,11 @@ def test_native_crop_rule_follows_the_scale():
     def geometry(side: int, mode: str) -> saot.Geometry:
         return saot.geometry(side * side, (100, 100, 100 + side - 1, 100 + side - 1), (480, 640), SaotConfig(mode=mode))
 
-    assert [shard.native_crop(geometry(side, "official")) for side in (8, 40, 80, 200)] == [True, True, True, False]
+    # crop -> resize: 63 -> 630 (100x the pixels), 95 -> 196 (4.3x), 135 -> 140 (1.08x), 255 -> 182 (shrunk)
+    assert [shard.native_crop(geometry(side, "official")) for side in (8, 40, 80, 200)] == [True, True, False, False]
     assert [geometry(side, "official").scale < 1 for side in (8, 40, 80, 200)] == [False, False, False, True]
-    assert shard.native_crop(geometry(200, "paper"))  # no large-object shrink in paper mode
+    # no large-object shrink in paper mode: 256 -> 266 is enlarged, by 1.08x the pixels: stored resized
+    assert [shard.native_crop(geometry(side, "paper")) for side in (40, 200)] == [True, False]
 
 
 def test_a_shrunk_crop_is_stored_resized(tmp_path):
@@ -113,7 +162,7 @@ def test_a_shrunk_crop_is_stored_resized(tmp_path):
     (o,) = to_shard_sample({**{n.split(".", 1)[1]: d for n, d in members}, "__key__": sample.key}).objects
     g = saot.mask_geometry(mask)
     frame = torch.from_numpy(np.array(Image.open(tmp_path / "big.png"))).permute(2, 0, 1)
-    (written,) = saot_torch.tokenize_batch([frame], [saot_torch.CropJob(0, mask, g)], SaotConfig())
+    (written,) = saot_torch.tokenize_batch([frame], [saot_torch.CropJob(0, mask[g.crop_slice], g)], SaotConfig())
     assert g.scale < 1 and tuple(o.crop.shape[1:]) == g.resize_hw == (154, 154)  # ceil(159 * 0.933 / 14) * 14
     assert torch.equal(o.crop, shardformat.image(shardformat.jpeg(written.crop, shardformat.CROP_QUALITY))) and o.saot_crop() is o.crop
 
