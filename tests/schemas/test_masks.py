@@ -123,6 +123,22 @@ def test_run_lengths_match_pycocotools_on_random_masks():
         np.testing.assert_array_equal(masks.decode(rle), m.astype(bool))
 
 
+def test_decode_window_is_the_window_of_the_full_decode():
+    rng = np.random.default_rng(4)
+    cases = 0
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        m = rng.random((h, w)) < rng.random()  # any density, all-background and all-foreground included
+        top, left = int(rng.integers(0, h)), int(rng.integers(0, w))
+        height, width = int(rng.integers(0, h - top + 1)), int(rng.integers(0, w - left + 1))
+        window = masks.decode_window(masks.encode(m), top, left, height, width)
+        assert window.dtype == bool and np.array_equal(window, m[top : top + height, left : left + width])
+        cases += height * width > 0
+    assert cases == 352  # non-empty windows among the 500
+    full = np.ones((5, 4), bool)  # one run of foreground after an empty background run
+    assert masks.decode_window(masks.encode(full), 1, 1, 3, 2).tolist() == [[True, True]] * 3
+
+
 def test_merge_and_clip():
     a = masks.box_to_rle([0, 0, 2, 2], 4, 4)
     b = masks.box_to_rle([2, 2, 4, 4], 4, 4)

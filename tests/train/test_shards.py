@@ -67,6 +67,15 @@ def test_our_tar_reader_yields_what_webdataset_yields(shards):
     assert ours == [{k: v for k, v in s.items() if k != "__local_path__"} for s in theirs]
 
 
+def test_grids_are_read_without_np_load_and_checked():
+    grid = np.arange(12, dtype=np.float32).reshape(6, 2)
+    assert shardformat.floats(shardformat.npy(grid), 12).tolist() == grid.ravel().tolist()
+    assert shardformat.floats(grid, 12).tolist() == grid.ravel().tolist()  # a webdataset decoder ran
+    for wrong in (grid.astype(np.float64), np.zeros(13, np.float32), grid.astype(">f4")):
+        with pytest.raises(ValueError, match="not an .npy member of 12 little-endian float32 values"):
+            shardformat.floats(shardformat.npy(wrong), 12)
+
+
 def _tar(path, members: list[tuple[str, bytes]]):
     with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as tar:  # as pipelines.shard writes them
         for name, data in members:
