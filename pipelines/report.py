@@ -8,7 +8,7 @@ and from the shards object tokens per sample and SAOT scale factors), each mixed
 requested vs achieved counts per entry (from `stats/mix-<recipe>.json`) with the samples of each
 entry that reached the shards (the mix file records each sample's entry), the shard rejects by
 reason, the mask origins of the regions in the shards (annotation, sam2, box; random-weight
-`sam2_random` masks flagged), training (steps, tokens and an SVG loss curve per
+`sam2_random` masks flagged), training (steps, tokens, the samples its loaders skipped and an SVG loss curve per
 `train/<stage>/log.jsonl`) and a gallery of rendered samples. Everything is computed from the
 build's own files; charts are inline SVG and gallery images are data URIs, so the page is one
 file that opens anywhere without a server.
@@ -175,18 +175,20 @@ def svg_curve(values: Sequence[float], title: str) -> str:
 
 
 def training_section(out: Path) -> str:
-    """Per training run (`train/<stage>/log.jsonl`): steps, tokens, first and last loss, the loss curve."""
+    """Per training run (`train/<stage>/log.jsonl`): steps, tokens, first and last loss, the samples
+    its loaders skipped by reason (too long, ...: shards that never reached the model), the loss curve."""
     rows, curves = [], []
     for log in sorted((out / "train").glob("*/log.jsonl")):
         steps = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
         if not steps:
             continue
         stage = log.parent.name
-        rows.append((html.escape(stage), steps[-1]["step"], steps[-1]["tokens"], f"{steps[0]['loss']:.4f}", f"{steps[-1]['loss']:.4f}"))
+        skipped = ", ".join(f"{html.escape(reason)} {n}" for reason, n in steps[-1].get("skipped", {}).items()) or "none"
+        rows.append((html.escape(stage), steps[-1]["step"], steps[-1]["tokens"], f"{steps[0]['loss']:.4f}", f"{steps[-1]['loss']:.4f}", skipped))
         curves.append(svg_curve([s["loss"] for s in steps], f"{stage}: loss per logged step"))
     if not rows:
         return "<h2>Training</h2><p>No training run yet.</p>"
-    return ("<h2>Training</h2>" + _table(["run", "steps", "tokens", "first loss", "last loss"], rows) + "".join(curves))
+    return ("<h2>Training</h2>" + _table(["run", "steps", "tokens", "first loss", "last loss", "skipped samples"], rows) + "".join(curves))
 
 
 def svg_histogram(values: Sequence[float], title: str, log_x: bool = False, bins: int = 20) -> str:

@@ -118,11 +118,17 @@ def test_report_shows_each_training_run_with_its_loss_curve(tmp_path):
     _, out, _ = make_build(tmp_path)
     log = out / "train" / "stage1" / "log.jsonl"
     log.parent.mkdir(parents=True)
-    log.write_text("".join(json.dumps({"step": i, "loss": loss, "tokens": 60 * i}) + "\n" for i, loss in [(1, 4.0), (2, 3.0), (3, 3.5)]))
+    skipped = {1: {}, 2: {"too_long": 1}, 3: {"token_count_mismatch": 1, "too_long": 2}}  # cumulative, as train logs it
+    log.write_text("".join(json.dumps({"step": i, "loss": loss, "tokens": 60 * i, "skipped": skipped[i]}) + "\n"
+                           for i, loss in [(1, 4.0), (2, 3.0), (3, 3.5)]))
+    (out / "train" / "stage2").mkdir()
+    (out / "train" / "stage2" / "log.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0, "tokens": 9, "skipped": {}}) + "\n")
     assert main(["report", str(out)]) == 0
     page = (out / "report" / "index.html").read_text()
-    assert ("<h2>Training</h2><table><tr><th>run</th><th>steps</th><th>tokens</th><th>first loss</th><th>last loss</th></tr>"
-            "<tr><td>stage1</td><td>3</td><td>180</td><td>4.0000</td><td>3.5000</td></tr></table>") in page
+    assert ("<h2>Training</h2><table><tr><th>run</th><th>steps</th><th>tokens</th><th>first loss</th><th>last loss</th>"
+            "<th>skipped samples</th></tr>"
+            "<tr><td>stage1</td><td>3</td><td>180</td><td>4.0000</td><td>3.5000</td><td>token_count_mismatch 1, too_long 2</td></tr>"
+            "<tr><td>stage2</td><td>1</td><td>9</td><td>2.0000</td><td>2.0000</td><td>none</td></tr></table>") in page
     # x spans 30..330 over the steps, y 20 (highest loss) .. 130 (lowest)
     assert '<polyline points="30.0,20.0 180.0,130.0 330.0,75.0" fill="none" stroke="#3b7dd8"/>' in page
     assert "<figcaption>stage1: loss per logged step</figcaption>" in page
