@@ -19,6 +19,7 @@ Face format (train/export.py).
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from collections import Counter
@@ -104,6 +105,16 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
     """Run (or resume) training, then export the final checkpoint to `export_to` in Hugging Face
     format if given; return the losses of the steps run by this call."""
     d = dist.init()
+    losses = _run(cfg, export_to, d)
+    # The run's wrapped model and optimizer sit in reference cycles that can hold gloo work objects
+    # with tensors; collected during interpreter exit they abort the process (SIGABRT after a
+    # finished run, pytorch/pytorch#179291). Collect them while the interpreter is whole.
+    gc.collect()
+    dist.cleanup()
+    return losses
+
+
+def _run(cfg: TrainConfig, export_to: str | None, d: dist.Dist) -> list[float]:
     out = Path(cfg.output_dir)
     tokenizer = load_tokenizer(cfg.model.tokenizer)
     model = prepare_model(cfg, tokenizer)
@@ -185,7 +196,6 @@ def train(cfg: TrainConfig, export_to: str | None = None) -> list[float]:
         print(f"checkpoints: {out}/step_*  log: {log.path}", file=sys.stderr)
         if export_to:  # from the final checkpoint, which holds the full state under FSDP too
             print(f"exported to {export_hf(out, export_to)}", file=sys.stderr)
-    dist.cleanup()
     return losses
 
 
