@@ -176,7 +176,7 @@ def read_tar(path: str | Path) -> Iterator[dict[str, Any]]:
     """The samples of one shard file, as webdataset groups them: {"__key__", "__url__", suffix: bytes}.
 
     The trainer's reader: the tar's 512-byte headers parsed directly (tarfile's Python header
-    parsing and webdataset's grouping cost ~0.5 ms a sample, a third of the loader's time).
+    parsing and webdataset's grouping cost ~0.5 ms a sample, a quarter of the loader's time).
     It reads what `pipelines.shard` writes: GNU tars of regular files, long names as `L` records;
     anything else (a damaged or foreign tar) is refused naming the file and the byte offset.
     Plain `webdataset` reads the same files (docs/shards.md).
