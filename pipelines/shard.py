@@ -196,7 +196,7 @@ def _crop_jobs(sample: Sample, annotated: list[int], cfg: SaotConfig) -> tuple[l
             x0, y0, x1, y1 = masks.bbox(rle) or (0, 0, 0, 0)
             box = (int(y0), int(x0), int(y1) - 1, int(x1) - 1)  # pixel-edge box -> inclusive (r0, c0, r1, c1)
             geom = saot.geometry(masks.area(rle), box, (media.height, media.width), cfg, f"{sample.id} region {ri} frame {rf.frame}")
-            jobs.append(saot_torch.CropJob(order[rf.frame], masks.decode_window(rle, geom.box[0], geom.box[1], *geom.crop_hw), geom))
+            jobs.append(saot_torch.CropJob(order[rf.frame], masks.decode_window(rle, *geom.crop_slice), geom))
             where.append((ri, rf.frame))
     return jobs, where
 

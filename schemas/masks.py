@@ -224,12 +224,14 @@ def decode(rle: RLEDict) -> np.ndarray:
     return cocomask.decode(_coco(rle)).astype(bool)
 
 
-def decode_window(rle: RLEDict, top: int, left: int, height: int, width: int) -> np.ndarray:
-    """`decode(rle)[top : top + height, left : left + width]`, from the runs of those columns only.
+def decode_window(rle: RLEDict, rows: slice, cols: slice) -> np.ndarray:
+    """`decode(rle)[rows, cols]` (slices with start and stop inside the mask), from the runs of
+    those columns only.
 
     Runs go down the columns (column-major), so the window's columns are one stretch of runs: a
     crop around a small object costs a fraction of decoding the whole frame's mask.
     """
+    top, height, left, width = rows.start, rows.stop - rows.start, cols.start, cols.stop - cols.start
     h, _ = _rle_size(rle["size"])
     runs = run_lengths(rle["counts"])
     ends = np.cumsum(runs)

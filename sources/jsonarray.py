@@ -146,17 +146,24 @@ def _array(decoder: json.JSONDecoder, window: _Window, pos: int, path: Path, tag
         value, end = _decode(decoder, window, pos, path)
         yield (*tag, index, start, end, value)
         index += 1
-        pos, char = window.next_char(end - window.base)
-        if char == ",":
-            pos, char = window.next_char(pos + 1)
-            expected = "a value"
-            if char == "]":
-                raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before ']'")
-        elif not char:
-            raise _error(path, "truncated JSON", window.base + pos, "expected ',' or ']'")
-        elif char != "]":
-            raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or ']', found {char!r}")
+        pos, char = _after_item(window, path, end - window.base, "]")
+        expected = "a value"  # the loop goes on only past a ','
     return pos + 1
+
+
+def _after_item(window: _Window, path: Path, pos: int, close: str) -> tuple[int, str]:
+    """Past an array element or object member: position and character of the next item after a
+    ',' (a trailing ',' before `close` is refused), or of `close`; anything else is an error."""
+    pos, char = window.next_char(pos)
+    if char == ",":
+        pos, char = window.next_char(pos + 1)
+        if char == close:
+            raise _error(path, "invalid JSON", window.base + pos, f"trailing ',' before '{close}'")
+    elif not char:
+        raise _error(path, "truncated JSON", window.base + pos, f"expected ',' or '{close}'")
+    elif char != close:
+        raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or '{close}', found {char!r}")
+    return pos, char
 
 
 def elements(path: Path) -> Iterator[tuple[int, int, int, Any]]:
@@ -216,15 +223,7 @@ def members(path: Path, streamed: frozenset[str] | set[str]) -> Iterator[tuple[s
                 value, end = _decode(decoder, window, pos, path)
                 yield key, None, start, end, value
                 pos = end - window.base
-            pos, char = window.next_char(pos)
-            if char == ",":
-                pos, char = window.next_char(pos + 1)
-                if char == "}":
-                    raise _error(path, "invalid JSON", window.base + pos, "trailing ',' before '}'")
-            elif not char:
-                raise _error(path, "truncated JSON", window.base + pos, "expected ',' or '}'")
-            elif char != "}":
-                raise _error(path, "invalid JSON", window.base + pos, f"expected ',' or '}}', found {char!r}")
+            pos, char = _after_item(window, path, pos, "}")
         _close(window, path, pos + 1, "object's closing '}'")
 
 

@@ -86,7 +86,7 @@ def ours(data, cfg: SaotConfig, device: torch.device, batch: int) -> int:
             for rle in rles:
                 x0, y0, x1, y1 = masks.bbox(rle)
                 geom = saot.geometry(masks.area(rle), (int(y0), int(x0), int(y1) - 1, int(x1) - 1), (H, W), cfg)
-                jobs.append(saot_torch.CropJob(len(frames) - 1, masks.decode_window(rle, geom.box[0], geom.box[1], *geom.crop_hw), geom))
+                jobs.append(saot_torch.CropJob(len(frames) - 1, masks.decode_window(rle, *geom.crop_slice), geom))
         n += len(saot_torch.tokenize_batch(frames, jobs, cfg, saot_torch.local_owners(jobs, cfg)))
         if cfg.lite:
             saot_torch.global_views(frames)

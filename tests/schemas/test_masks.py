@@ -131,12 +131,12 @@ def test_decode_window_is_the_window_of_the_full_decode():
         m = rng.random((h, w)) < rng.random()  # any density, all-background and all-foreground included
         top, left = int(rng.integers(0, h)), int(rng.integers(0, w))
         height, width = int(rng.integers(0, h - top + 1)), int(rng.integers(0, w - left + 1))
-        window = masks.decode_window(masks.encode(m), top, left, height, width)
+        window = masks.decode_window(masks.encode(m), slice(top, top + height), slice(left, left + width))
         assert window.dtype == bool and np.array_equal(window, m[top : top + height, left : left + width])
         cases += height * width > 0
     assert cases == 352  # non-empty windows among the 500
     full = np.ones((5, 4), bool)  # one run of foreground after an empty background run
-    assert masks.decode_window(masks.encode(full), 1, 1, 3, 2).tolist() == [[True, True]] * 3
+    assert masks.decode_window(masks.encode(full), slice(1, 4), slice(1, 3)).tolist() == [[True, True]] * 3
 
 
 def test_merge_and_clip():

@@ -11,7 +11,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.evaluate.benchmarks import BENCHMARKS, loader_of
 from pipelines.evaluate.results import evaluation_section
-from tests.pipelines.evaluate.fake_judge import KEY, KEY_ENV, judge_server
+from tests.pipelines.evaluate.fake_judge import KEY_ENV
 from tests.pipelines.evaluate.test_judge import CASES as JUDGED
 
 # VG by hand. BLEU-4: 1- to 4-gram matches 13/14, 10/12, 8/10, 6/8, equal lengths. ROUGE-L: caption 1
@@ -36,14 +36,6 @@ CASES = {  # benchmark -> (extra arguments, predictions, expected metrics)
                             "Accuracy Sequential Questions": 0.0}),
     **{name: ([], predictions, expected) for name, (predictions, expected) in JUDGED.items()},
 }
-
-
-@pytest.fixture
-def judge(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, KEY)
-    server = judge_server()
-    yield server
-    server.close()
 
 
 def run_eval(name, tmp_path, predictions, extra=(), judge=None):

@@ -10,7 +10,7 @@ from pipelines.evaluate.benchmarks import BENCHMARKS, Scoring, loader_of, score
 from pipelines.evaluate.judge import choice_index
 from pipelines.llm import LLMConfig
 from sources.roots import Roots
-from tests.pipelines.evaluate.fake_judge import KEY, KEY_ENV, judge_server
+from tests.pipelines.evaluate.fake_judge import KEY_ENV
 
 # benchmark -> (predictions in sample order, metrics by hand from fake_judge's rules)
 CASES = {
@@ -26,30 +26,22 @@ CASES = {
 REQUESTS = {"videorefer-bench-d": 2, "ferret-reason": 2, "dlc-bench": 5}  # DLC: (1 recognition + 2) + (1 + 1)
 
 
-@pytest.fixture
-def server(monkeypatch):
-    monkeypatch.setenv(KEY_ENV, KEY)
-    fake = judge_server()
-    yield fake
-    fake.close()
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_judged_scores_by_hand_and_rescoring_is_free(name, server, tmp_path):
+def test_judged_scores_by_hand_and_rescoring_is_free(name, judge, tmp_path):
     loader = loader_of(BENCHMARKS[name])
     loader.write_fixture(tmp_path / "bench")
     samples, _ = loader.load(Roots.of(tmp_path / "bench"))
     predictions, expected = CASES[name]
-    config = LLMConfig(base_url=server.url, model="judge-llm", api_key_env=KEY_ENV, concurrency=1)
+    config = LLMConfig(base_url=judge.url, model="judge-llm", api_key_env=KEY_ENV, concurrency=1)
     how = Scoring(judge=config, out=tmp_path / "run")
     found, rows, record = score(BENCHMARKS[name], samples, predictions, how)
     assert found == expected
     assert len(rows) == len(samples)
-    assert len(server.requests) == REQUESTS[name]
+    assert len(judge.requests) == REQUESTS[name]
     assert record["judge"]["model"] == "judge-llm" and record["judge"]["prompt_version"] == "evaluate-judge/1"
     again, _, record = score(BENCHMARKS[name], samples, predictions, how)
     assert again == expected
-    assert len(server.requests) == REQUESTS[name]  # the second scoring sent nothing
+    assert len(judge.requests) == REQUESTS[name]  # the second scoring sent nothing
     (stats,) = record["judge"]["stats"].values()
     assert (stats["requests"], stats["cache_hits"]) == (0, REQUESTS[name])
 
